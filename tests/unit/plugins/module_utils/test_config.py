@@ -1,0 +1,108 @@
+import pytest
+
+from ansible_collections.berth.converge.plugins.module_utils.config import load_config
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+
+META = "project: shop\nconfigVersion: 1\n"
+
+
+def error(text):
+    with pytest.raises(ConvergeError) as info:
+        load_config(text, "werf.yaml")
+    return str(info.value)
+
+
+def test_full_config_is_parsed():
+    config = load_config(META + """build:
+  cacheVersion: 3
+deploy:
+  helmChartDir: deploy/chart
+  namespace: shop-ns
+---
+image: base
+dockerfile: Dockerfile.base
+---
+image: [backend, backend-worker]
+context: backend
+dockerfile: Dockerfile
+target: prod
+args: {VERSION: 1.2, EMPTY: null}
+contextAddFiles: [generated.txt]
+dependencies:
+- image: base
+  imports:
+  - type: ImageName
+    targetBuildArg: BASE_IMAGE
+final: false
+cacheVersion: x
+platform: linux/amd64
+""")
+    assert config.project == "shop"
+    assert config.cache_version == "3"
+    assert config.deploy.helm_chart_dir == "deploy/chart"
+    assert config.deploy.namespace == "shop-ns"
+    assert config.names == ["base", "backend", "backend-worker"]
+    backend = config.image("backend")
+    assert backend.dockerfile_path == "backend/Dockerfile"
+    assert backend.args == {"VERSION": "1.2", "EMPTY": ""}
+    assert backend.dependencies[0].image == "base"
+    assert backend.dependencies[0].imports[0].type == "ImageName"
+    assert backend.dependencies[0].imports[0].target_build_arg == "BASE_IMAGE"
+    assert backend.final is False
+    assert backend.platform == ("linux/amd64",)
+    assert backend.line == 12
+    assert config.image("base").context == ""
+    assert config.deploy.helm_release is None
+
+
+def test_defaults():
+    config = load_config(META + "---\nimage: app\ndockerfile: Dockerfile\n")
+    assert config.deploy.helm_chart_dir == ".helm"
+    assert config.image("app").final is True
+    assert config.image("app").dockerfile_path == "Dockerfile"
+
+
+@pytest.mark.parametrize("text, expected", [
+    (META + "---\nimage: app\ndockerfile: Dockerfile\ndockerfle: x\n", "werf.yaml:6: image 'app': unknown key 'dockerfle'"),
+    (META + "deplyo: {}\n", "werf.yaml:3: meta document: unknown key 'deplyo'"),
+    (META + "deploy: {chartDir: x}\n", "deploy: unknown key 'chartDir'"),
+    (META + "---\nimage: app\nfrom: alpine\n", "werf.yaml:5: image 'app' is a Stapel image (from)"),
+    (META + "---\nartifact: app\nfrom: alpine\n", "Stapel image"),
+    (META + "---\nimage: app\ndockerfile: D\nssh: default\n", "werf key 'ssh' is not supported yet"),
+    ("project: {{ env \"P\" }}\nconfigVersion: 1\n", "werf.yaml:1: werf.yaml uses Go templates"),
+    ("project: Shop_1\nconfigVersion: 1\n", "werf.yaml:1: 'project: Shop_1' is not a valid slug"),
+    ("project: shop\nconfigVersion: 2\n", "werf.yaml:2: 'configVersion' must be 1"),
+    ("configVersion: 1\n", "'project' is required"),
+    ("project: shop\nconfigVersion: 1\nbuild: [\n", "werf.yaml:4: YAML syntax error"),
+    ("", "werf.yaml: empty"),
+    (META + "---\nimage: app\n", "image 'app': 'dockerfile' is required"),
+    (META + "---\ndockerfile: D\n", "werf.yaml:4: document has no 'image' key"),
+    (META + "---\nimage: App\ndockerfile: D\n", "image name 'App' is not valid"),
+    (META + "---\nimage: a\ndockerfile: D\n---\nimage: a\ndockerfile: D\n",
+     "werf.yaml:7: image 'a' is defined twice (first at line 4)"),
+    (META + "---\nimage: a\ndockerfile: D\ndependencies: [{image: nope}]\n",
+     "image 'a': dependencies refer to unknown image 'nope'"),
+    (META + "---\nimage: a\ndockerfile: D\ndependencies: [{image: b}]\n---\nimage: b\ndockerfile: D\n"
+     "dependencies: [{image: a}]\n", "dependency cycle between images: a -> b -> a"),
+    (META + "---\nimage: a\ndockerfile: D\ndependencies: [{image: a, imports: [{type: ImageSize, targetBuildArg: X}]}]\n",
+     "'type' must be one of ImageName, ImageTag, ImageRepo, ImageDigest, ImageID"),
+    (META + "---\nimage: a\ndockerfile: D\ncontext: ../outside\n", "leaves the project directory"),
+    (META + "---\nimage: a\ndockerfile: D\nargs: [X]\n", "'args' must be a mapping"),
+])
+def test_bad_input_names_file_line_and_field(text, expected):
+    assert expected in error(text)
+
+
+def test_cycle_through_three_images():
+    text = META
+    for name, dep in (("a", "b"), ("b", "c"), ("c", "a")):
+        text += f"---\nimage: {name}\ndockerfile: D\ndependencies: [{{image: {dep}}}]\n"
+    assert "a -> b -> c -> a" in error(text)
+
+
+def test_dependency_order_puts_dependencies_first():
+    from ansible_collections.berth.converge.plugins.module_utils.config import dependency_order
+
+    config = load_config(META + "---\nimage: app\ndockerfile: D\ndependencies: [{image: base}]\n"
+                                "---\nimage: base\ndockerfile: D\n")
+    assert [i.name for i in dependency_order(config.images)] == ["base", "app"]
