@@ -1,0 +1,717 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Render a project's chart for one commit with werf's values.
+
+Helm charts go through ``helm template``; Jinja2 templates (``*.j2``) are rendered here. Both see the
+values werf injects (``.Values.werf.*``, ``.Values.global.werf.*``) and the ``werf_image`` helper.
+The result is a list of Kubernetes objects in apply order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import traceback
+import unicodedata
+from pathlib import Path
+
+import yaml
+
+from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig, load_config
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
+
+HELPERS_TEMPLATE_NAME = "_berth_converge_werf.tpl"
+WEIGHT_ANNOTATION = "werf.io/weight"
+RELEASE_MAX_LENGTH = 53
+NAMESPACE_MAX_LENGTH = 63
+
+# The named template werf ships, so charts written for werf render unchanged. Subcharts only receive
+# .Values.global, so it falls back to .Values.global.werf.images there.
+WERF_HELPERS_TEMPLATE = """\
+{{- define "werf_image" -}}
+{{-   $name := index . 0 -}}
+{{-   $values := (index . 1).Values.AsMap -}}
+{{-   $ref := dig "werf" "image" $name "" $values -}}
+{{-   if not $ref -}}
+{{-     $ref = dig "global" "werf" "images" $name "ref" "" $values -}}
+{{-   end -}}
+{{-   required (printf "werf_image: image %q is not among the images given to chart_render" $name) $ref -}}
+{{- end -}}
+"""
+
+
+def _manifest_loader():
+    """A safe YAML loader that keeps timestamps as strings, as Kubernetes and Helm do."""
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    resolvers = {
+        first: [(tag, regexp) for tag, regexp in entries if tag != "tag:yaml.org,2002:timestamp"]
+        for first, entries in base.yaml_implicit_resolvers.items()
+    }
+    return type("ManifestLoader", (base,), {"yaml_implicit_resolvers": resolvers})
+
+
+ManifestLoader = _manifest_loader()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images and werf service values
+
+
+def image_ref(images, name):
+    """The full reference of image ``name`` in an ``image_digest``-style list of image dicts."""
+    for image in images or []:
+        if isinstance(image, dict) and image.get("name") == name:
+            if not image.get("ref"):
+                raise ConvergeError(f"image {name!r} has no 'ref'", image=name)
+            return image["ref"]
+    known = ", ".join(sorted(str(i.get("name")) for i in images or [] if isinstance(i, dict))) or "none"
+    raise ConvergeError(f"image {name!r} is not among the images given (known: {known})", image=name)
+
+
+def normalize_images(images):
+    """Image dicts with ``name``, ``ref``, ``repo``, ``tag`` and ``digest``; the error names the bad entry."""
+    out = []
+    for index, image in enumerate(images or []):
+        if not isinstance(image, dict) or not image.get("name") or not image.get("ref"):
+            raise ConvergeError(f"images[{index}] needs at least 'name' and 'ref', got {image!r}")
+        repo, tag = split_tag(image["ref"])
+        out.append({
+            "name": image["name"],
+            "ref": image["ref"],
+            "repo": image.get("repo") or repo,
+            "tag": image.get("tag") or tag,
+            "digest": image.get("digest") or "",
+        })
+    return out
+
+
+def split_tag(ref):
+    """``(repository, tag)`` of a reference; the tag is empty when there is none."""
+    name = ref.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:]
+    return name, ""
+
+
+def split_registry(repo):
+    """``(registry, repository)`` as Docker reads a repository name (``docker.io`` when no host is named)."""
+    first, sep, rest = repo.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return "docker.io", repo
+
+
+def images_base_repo(images):
+    """The repository all images were pushed under (each at ``<repo>/<name>``), or ``""`` when there is
+    no single one."""
+    bases = set()
+    for image in images:
+        suffix = "/" + image["name"]
+        bases.add(image["repo"][: -len(suffix)] if image["repo"].endswith(suffix) else None)
+    return (bases.pop() or "") if len(bases) == 1 else ""
+
+
+def commit_human_date(iso_date):
+    """The date as werf prints it (Go's ``time.Time.String()``): ``2022-01-21 18:51:39 +0300 +0300``."""
+    moment = datetime.datetime.fromisoformat(iso_date)
+    offset = moment.strftime("%z") or "+0000"
+    zone = "UTC" if offset == "+0000" else offset
+    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} {offset} {zone}"
+
+
+def werf_values(*, project, images, commit, env, namespace, repo):
+    """The service values werf passes to charts, plus ``global.werf.images`` for subcharts.
+
+    ``images`` come from :func:`normalize_images`; ``commit`` is ``{"hash", "date", "unix"}``.
+    """
+    werf = {
+        "name": project or "",
+        "repo": repo,
+        "env": env or "",
+        "namespace": namespace,
+        "image": {image["name"]: image["ref"] for image in images},
+        "tag": {image["name"]: image["tag"] for image in images},
+        "commit": {
+            "hash": commit["hash"],
+            "date": {"human": commit_human_date(commit["date"]), "unix": commit["unix"]},
+        },
+    }
+    global_images = {}
+    for image in images:
+        registry, repository = split_registry(image["repo"])
+        global_images[image["name"]] = {
+            "registry": registry,
+            "repository": repository,
+            "tag": image["tag"],
+            "digest": image["digest"],
+            "ref": image["ref"],
+        }
+    global_werf = {"name": project or "", "images": global_images}
+    return {"werf": werf, "global": {"env": env or "", "werf": global_werf}}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Release and namespace names, slugified as werf does
+
+
+def murmur3_32(data, seed=0):
+    """MurmurHash3 x86 32-bit, the hash werf appends to slugs."""
+    c1, c2, mask = 0xCC9E2D51, 0x1B873593, 0xFFFFFFFF
+    h = seed
+    whole = len(data) - len(data) % 4
+    for i in range(0, whole, 4):
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        h ^= (k * c2) & mask
+        h = ((h << 13) | (h >> 19)) & mask
+        h = (h * 5 + 0xE6546B64) & mask
+    tail = data[whole:]
+    if tail:
+        k = int.from_bytes(tail, "little")
+        k = (k * c1) & mask
+        k = ((k << 15) | (k >> 17)) & mask
+        h ^= (k * c2) & mask
+    h ^= len(data)
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & mask
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & mask
+    h ^= h >> 16
+    return h
+
+
+# Characters werf turns into a dash; every other character is transliterated to ASCII or dropped.
+_DASH_CHARS = set("~><+=:;.,[]{}()_&-/ ") | {"\uff3f", "\uff5e"}
+
+
+def _slug_char(char):
+    if char in _DASH_CHARS:
+        return "-"
+    ascii_text = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode().lower()
+    return "".join(c for c in ascii_text if c.isalnum())
+
+
+def slugify(text):
+    """Lower-case ASCII letters, digits and single dashes, no dash at either end."""
+    out = []
+    for char in text:
+        piece = _slug_char(char)
+        if not piece or (piece == "-" and (not out or out[-1] == "-")):
+            continue
+        out.append(piece)
+    return "".join(out).rstrip("-")
+
+
+def limited_slug(text, max_length):
+    """werf's slug: the slugified text cut to fit, then ``-`` and the text's murmur3 hash (hex, unpadded)."""
+    digest = format(murmur3_32(text.encode()), "x")
+    slugged = slugify(text)[: max_length - len(digest) - 1]
+    return f"{slugged}-{digest}" if slugged else digest
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _is_dns_subdomain(name):
+    return len(name) <= 253 and all(_DNS_LABEL.match(part) for part in name.split("."))
+
+
+def release_slug(name):
+    """A Helm release name: kept when a valid DNS-1123 subdomain of at most 53 characters, else slugged."""
+    if not name or (len(name) <= RELEASE_MAX_LENGTH and _is_dns_subdomain(name)):
+        return name
+    return limited_slug(name, RELEASE_MAX_LENGTH)
+
+
+def namespace_slug(name):
+    """A namespace: kept when a valid DNS-1123 label (at most 63 characters), else slugged."""
+    if not name or (len(name) <= NAMESPACE_MAX_LENGTH and _DNS_LABEL.match(name)):
+        return name
+    return limited_slug(name, NAMESPACE_MAX_LENGTH)
+
+
+_NAME_TEMPLATE_FIELD = re.compile(r"\[\[\s*(\w+)\s*\]\]")
+
+
+def expand_name_template(template, project, env):
+    """werf.yaml's ``[[ project ]]``/``[[ env ]]`` name templates; other expressions are an error."""
+    def substitute(match):
+        key = match.group(1)
+        if key == "project":
+            return project
+        if key == "env":
+            return env or ""
+        raise ConvergeError(f"werf.yaml: unsupported expression [[ {key} ]] in {template!r}; "
+                            "only [[ project ]] and [[ env ]] are supported")
+
+    expanded = _NAME_TEMPLATE_FIELD.sub(substitute, template)
+    if "[[" in expanded:
+        raise ConvergeError(f"werf.yaml: unsupported name template {template!r}; "
+                            "only [[ project ]] and [[ env ]] are supported")
+    return expanded
+
+
+def default_name_template(env):
+    """werf's default release/namespace template: ``[[ project ]]-[[ env ]]``, or ``[[ project ]]`` without env."""
+    return "[[ project ]]-[[ env ]]" if env else "[[ project ]]"
+
+
+def release_and_namespace(options, project, deploy):
+    """The release name and namespace: the options when given (validated), else werf's defaults, slugified.
+
+    ``deploy`` is werf.yaml's DeployConfig; ``project`` the project name (option or werf.yaml).
+    """
+    release = options.release
+    namespace = options.namespace
+    if (not release or not namespace) and not project:
+        raise ConvergeError("the project name is unknown: set 'project' or add 'project' to werf.yaml "
+                            "(or give both 'release' and 'namespace')")
+    if not release:
+        release = expand_name_template(deploy.helm_release or default_name_template(options.env),
+                                       project, options.env)
+        release = release_slug(release) if deploy.helm_release_slug else release
+    if not namespace:
+        namespace = expand_name_template(deploy.namespace or default_name_template(options.env),
+                                         project, options.env)
+        namespace = namespace_slug(namespace) if deploy.namespace_slug else namespace
+    if len(release) > RELEASE_MAX_LENGTH or not _is_dns_subdomain(release):
+        raise ConvergeError(f"release name {release!r} is not a DNS-1123 subdomain of at most "
+                            f"{RELEASE_MAX_LENGTH} characters")
+    if len(namespace) > NAMESPACE_MAX_LENGTH or not _DNS_LABEL.match(namespace):
+        raise ConvergeError(f"namespace {namespace!r} is not a DNS-1123 label of at most "
+                            f"{NAMESPACE_MAX_LENGTH} characters")
+    return release, namespace
+
+
+# ---------------------------------------------------------------------------------------------------
+# The project: werf.yaml (optional here) and the chart directory, from the commit or the working tree
+
+
+def deploy_settings(git_project, config_path="werf.yaml"):
+    """``(project name or None, DeployConfig)`` from werf.yaml; werf's defaults when there is no werf.yaml."""
+    text = git_project.read_text(config_path)
+    if text is None:
+        return None, DeployConfig()
+    config = load_config(text, config_path)
+    return config.project, config.deploy
+
+
+@contextlib.contextmanager
+def chart_checkout(git_project, chart_dir):
+    """A temporary copy of the chart directory: ``(workdir, chart_root)``; chart_root is None when absent."""
+    with tempfile.TemporaryDirectory(prefix="berth-chart-") as workdir:
+        tree = Path(workdir, "tree")
+        found = git_project.extract(chart_dir, tree)
+        yield Path(workdir), (tree / chart_dir if found else None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values
+
+
+def merge_values(base, override):
+    """Helm's merge: maps merge recursively, anything else replaces, ``None`` removes the key."""
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_values(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_PATH_PART = re.compile(r"((?:[^.\\\[]|\\.)+)((?:\[\d+\])*)")
+
+
+def parse_value_path(key):
+    """``a.b[0].c\\.d`` -> ``["a", "b", 0, "c.d"]`` (Helm's --set key syntax)."""
+    parts = []
+    pos = 0
+    while pos < len(key):
+        match = _PATH_PART.match(key, pos)
+        if not match:
+            raise ConvergeError(f"set: cannot parse the key {key!r}")
+        parts.append(re.sub(r"\\(.)", r"\1", match.group(1)))
+        parts.extend(int(i) for i in re.findall(r"\[(\d+)\]", match.group(2)))
+        pos = match.end()
+        if pos < len(key):
+            if key[pos] != ".":
+                raise ConvergeError(f"set: cannot parse the key {key!r}")
+            pos += 1
+    if not parts or key.endswith("."):
+        raise ConvergeError(f"set: cannot parse the key {key!r}")
+    return parts
+
+
+def _assign(tree, path, value):
+    node = tree
+    for part, following in zip(path, path[1:] + [None]):
+        empty = [] if isinstance(following, int) else {}
+        if isinstance(part, int):
+            node.extend([None] * (part + 1 - len(node)))
+            if following is None:
+                node[part] = value
+            elif not isinstance(node[part], type(empty)):
+                node[part] = empty
+        else:
+            if following is None:
+                node[part] = value
+            elif not isinstance(node.get(part), type(empty)):
+                node[part] = empty
+        if following is not None:
+            node = node[part]
+
+
+def _as_string(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+_SERVICE_VALUE_KEYS = (["werf"], ["global", "werf"], ["global", "env"])
+
+
+def _check_not_service_value(key):
+    path = parse_value_path(key)
+    if any(path[: len(reserved)] == reserved for reserved in _SERVICE_VALUE_KEYS):
+        raise ConvergeError(f"set: {key!r} is one of werf's service values, which chart_render sets itself")
+    return path
+
+
+def _escape_set_value(value):
+    return value.replace("\\", "\\\\").replace(",", "\\,")
+
+
+def helm_set_arguments(set_values, set_string_values, commit_unix):
+    """Helm flags for ``set`` and ``set_string`` that keep each value's type as Helm's CLI would: integers
+    through ``--set`` (int64), other values through ``--set-json``, ``set_string`` through ``--set-string``.
+    The commit time goes last through ``--set`` so that it is an integer, as werf passes it."""
+    arguments = []
+    for key, value in (set_values or {}).items():
+        _check_not_service_value(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            arguments += ["--set", f"{key}={value}"]
+        else:
+            arguments += ["--set-json", f"{key}={json.dumps(value)}"]
+    for key, value in (set_string_values or {}).items():
+        _check_not_service_value(key)
+        arguments += ["--set-string", f"{key}={_escape_set_value(_as_string(value))}"]
+    return arguments + ["--set", f"werf.commit.date.unix={commit_unix}"]
+
+
+def set_values_tree(set_values, set_string_values):
+    """Nested values from ``set`` (typed as given) and ``set_string`` (as strings), in that order."""
+    tree = {}
+    for key, value in (set_values or {}).items():
+        _assign(tree, _check_not_service_value(key), value)
+    for key, value in (set_string_values or {}).items():
+        _assign(tree, _check_not_service_value(key), _as_string(value))
+    return tree
+
+
+def load_values_text(text, source, what="values file"):
+    """A YAML mapping (a values file, Chart.yaml) as a dict; the error names the file."""
+    try:
+        data = yaml.load(text, Loader=ManifestLoader)
+    except yaml.YAMLError as exc:
+        raise ConvergeError(f"{what} {source} is not valid YAML: {exc}", file=source)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConvergeError(f"{what} {source} must hold a mapping, not {type(data).__name__}", file=source)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------------
+# Helm
+
+
+def _write_chart_metadata(chart_root, chart_label, chart_name):
+    # werf renders charts without Chart.yaml, or with name/version unset: it fills them in the same way.
+    path = chart_root / "Chart.yaml"
+    metadata = load_values_text(path.read_text(), f"{chart_label}/Chart.yaml", what="chart metadata") \
+        if path.exists() else {"apiVersion": "v2"}
+    if metadata.get("name") and metadata.get("version"):
+        return
+    metadata["name"] = metadata.get("name") or chart_name
+    metadata["version"] = metadata.get("version") or "1.0.0"
+    path.write_text(yaml.safe_dump(metadata))
+
+
+def prepare_helm_chart(chart_root, chart_label, chart_name):
+    """Ready the copy for Helm: metadata, the werf helpers, no Jinja2 files (Helm would render them).
+    ``chart_label`` names the chart directory in errors."""
+    _write_chart_metadata(chart_root, chart_label, chart_name)
+    templates = chart_root / "templates"
+    templates.mkdir(exist_ok=True)
+    (templates / HELPERS_TEMPLATE_NAME).write_text(WERF_HELPERS_TEMPLATE)
+    for jinja_file in chart_root.rglob("*.j2"):
+        jinja_file.unlink()
+
+
+def is_helm_chart(chart_root):
+    return any((chart_root / name).exists() for name in ("Chart.yaml", "templates", "crds"))
+
+
+def helm_template(chart_root, *, release, namespace, values_paths, set_arguments, helm_binary):
+    """``helm template`` output; Helm's own message (naming file and line) on failure."""
+    binary = shutil.which(helm_binary)
+    if not binary:
+        raise ConvergeError(f"Helm binary {helm_binary!r} not found; install Helm 3 or set helm_binary")
+    command = [binary, "template", release, str(chart_root), "--namespace", namespace, "--include-crds"]
+    for path in values_paths:
+        command += ["--values", str(path)]
+    command += set_arguments
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        message = result.stderr.replace("\n\nUse --debug flag to render out invalid YAML", "").strip()
+        raise ConvergeError(f"helm template failed: {message}", stderr=result.stderr)
+    return result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# Jinja2
+
+
+def jinja_template_names(chart_root):
+    """``*.j2`` files under the chart, except partials (``_*``), sorted."""
+    return sorted(
+        path.relative_to(chart_root).as_posix()
+        for path in chart_root.rglob("*.j2")
+        if path.is_file() and not path.name.startswith("_")
+    )
+
+
+def _jinja_error_location(exc, chart_root, name):
+    if getattr(exc, "lineno", None):
+        return f"{getattr(exc, 'name', None) or name}:{exc.lineno}"
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename and Path(frame.filename).is_relative_to(chart_root):
+            return f"{Path(frame.filename).relative_to(chart_root).as_posix()}:{frame.lineno}"
+    return name
+
+
+def render_jinja_templates(chart_root, names, *, values, release, namespace, images, label=""):
+    """Rendered text of each Jinja2 template: ``[(label + name, text)]``. Errors name the template (with
+    the ``label`` prefix, such as the chart directory) and the line."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(chart_root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters.update(to_json=json.dumps, to_yaml=lambda data: yaml.safe_dump(data, sort_keys=False))
+    environment.globals.update(
+        Values=values,
+        werf=values.get("werf", {}),
+        Release={"Name": release, "Namespace": namespace},
+        werf_image=lambda name: image_ref(images, name),
+    )
+    rendered = []
+    for name in names:
+        try:
+            rendered.append((label + name, environment.get_template(name).render()))
+        except (jinja2.TemplateError, ConvergeError) as exc:
+            location = label + _jinja_error_location(exc, chart_root, name)
+            raise ConvergeError(f"Jinja2 template {location}: {exc}", template=label + name)
+    return rendered
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parsing and ordering
+
+
+_DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
+_SOURCE_COMMENT = re.compile(r"^# Source: (.+)$", re.MULTILINE)
+
+
+def _expand_lists(doc):
+    if doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+        return [item for item in doc["items"] if item is not None]
+    return [doc]
+
+
+def _check_object(doc, source):
+    if not isinstance(doc, dict):
+        raise ConvergeError(f"{source}: a rendered document is a {type(doc).__name__}, not a Kubernetes object",
+                            template=source)
+    if not doc.get("apiVersion") or not doc.get("kind"):
+        raise ConvergeError(f"{source}: a rendered object has no apiVersion or kind: {str(doc)[:200]}",
+                            template=source)
+
+
+def parse_manifests(text, source=None):
+    """Kubernetes objects in multi-document YAML; empty documents are dropped. Errors name the source
+    template, taken from Helm's ``# Source:`` comments (or ``source``)."""
+    objects = []
+    for chunk in _DOCUMENT_SEPARATOR.split(text):
+        found = _SOURCE_COMMENT.search(chunk)
+        source = found.group(1).strip() if found else source
+        try:
+            doc = yaml.load(chunk, Loader=ManifestLoader)
+        except yaml.YAMLError as exc:
+            raise ConvergeError(f"rendered YAML of {source or 'the chart'} is invalid: {exc}", template=source)
+        if doc is None:
+            continue
+        _check_object(doc, source)
+        for item in _expand_lists(doc):
+            _check_object(item, source)
+            objects.append(item)
+    return objects
+
+
+def _weight(manifest):
+    annotations = (manifest.get("metadata") or {}).get("annotations") or {}
+    raw = annotations.get(WEIGHT_ANNOTATION, 0)
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        name = (manifest.get("metadata") or {}).get("name")
+        raise ConvergeError(f"{manifest['kind']}/{name}: annotation {WEIGHT_ANNOTATION} must be an integer, "
+                            f"got {raw!r}", resource=f"{manifest['kind']}/{name}")
+
+
+def _apply_group(manifest):
+    if manifest["kind"] == "CustomResourceDefinition":
+        return (0, 0)
+    if manifest["kind"] == "Namespace" and manifest["apiVersion"] == "v1":
+        return (1, 0)
+    return (2, _weight(manifest))
+
+
+def order_manifests(manifests):
+    """Apply order: CRDs, Namespaces, then ``werf.io/weight`` ascending; stable within a group."""
+    return sorted(manifests, key=_apply_group)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole render
+
+
+@dataclasses.dataclass
+class RenderOptions:
+    """Inputs of :func:`render_chart`; names as the chart_render module options."""
+
+    project_dir: str
+    chart_dir: str | None = None
+    commit: str = "HEAD"
+    dev: bool = False
+    images: list = dataclasses.field(default_factory=list)
+    repo: str | None = None
+    env: str | None = None
+    release: str | None = None
+    namespace: str | None = None
+    values_files: list = dataclasses.field(default_factory=list)
+    set_values: dict = dataclasses.field(default_factory=dict)
+    set_string_values: dict = dataclasses.field(default_factory=dict)
+    allow_empty: bool = False
+    helm_binary: str = "helm"
+    project: str | None = None
+
+
+def normalize_chart_dir(chart_dir):
+    """The chart directory as a clean path relative to the project directory."""
+    normalized = os.path.normpath(chart_dir)
+    if os.path.isabs(normalized) or normalized == ".." or normalized.startswith("../"):
+        raise ConvergeError(f"chart_dir {chart_dir!r} must be a path inside the project directory")
+    return normalized
+
+
+def _user_values(options, git_project):
+    """``[(text, data)]`` of the values files, read from the commit (or the working tree in dev mode);
+    absolute paths are read from the file system (e.g. files the playbook wrote)."""
+    loaded = []
+    for path in options.values_files:
+        if os.path.isabs(path):
+            text = Path(path).read_text() if os.path.isfile(path) else None
+        else:
+            text = git_project.read_text(path)
+        if text is None:
+            raise ConvergeError(f"values file {path} not found in {git_project.describe()}", file=path)
+        loaded.append((text, load_values_text(text, path)))
+    return loaded
+
+
+def _write_file(workdir, name, text):
+    path = Path(workdir, name)
+    path.write_text(text)
+    return path
+
+
+def _merged_values(options, chart_root, user_values, service_values):
+    """What Helm computes as .Values, for Jinja2: values.yaml, values files, set/set_string, werf's values
+    last (werf gives its service values the final word)."""
+    chart_values_file = chart_root / "values.yaml"
+    merged = load_values_text(chart_values_file.read_text(), f"{options.chart_dir}/values.yaml") \
+        if chart_values_file.is_file() else {}
+    layers = [data for _, data in user_values]
+    layers += [set_values_tree(options.set_values, options.set_string_values), service_values]
+    for layer in layers:
+        merged = merge_values(merged, layer)
+    return merged
+
+
+def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name, user_values, service_values):
+    prepare_helm_chart(chart_root, options.chart_dir, chart_name)
+    # Helm reads the files as they are, so it types their values exactly as with plain Helm.
+    texts = [text for text, _ in user_values] + [json.dumps(service_values)]
+    paths = [_write_file(workdir, f"values-{i}.yaml", text) for i, text in enumerate(texts)]
+    set_arguments = helm_set_arguments(options.set_values, options.set_string_values,
+                                       service_values["werf"]["commit"]["date"]["unix"])
+    text = helm_template(chart_root, release=release, namespace=namespace, values_paths=paths,
+                         set_arguments=set_arguments, helm_binary=options.helm_binary)
+    return parse_manifests(text)
+
+
+def _render_sources(options, workdir, chart_root, *, release, namespace, project, images, service_values,
+                    git_project):
+    user_values = _user_values(options, git_project)
+    merged = _merged_values(options, chart_root, user_values, service_values)
+    objects = []
+    names = jinja_template_names(chart_root)
+    for source, text in render_jinja_templates(chart_root, names, values=merged, release=release,
+                                               namespace=namespace, images=images, label=f"{options.chart_dir}/"):
+        objects += parse_manifests(text, source=source)
+    if is_helm_chart(chart_root):
+        objects = _render_helm(options, workdir, chart_root, release=release, namespace=namespace,
+                               chart_name=project or release, user_values=user_values,
+                               service_values=service_values) + objects
+    return objects
+
+
+def render_chart(options):
+    """Render the chart for the commit: ``{"manifests", "release", "namespace", "commit"}``."""
+    git_project = GitProject(options.project_dir, revision=options.commit, dev=options.dev)
+    commit = git_project.commit.as_dict()
+    config_project, deploy = deploy_settings(git_project)
+    options = dataclasses.replace(options, chart_dir=normalize_chart_dir(options.chart_dir or deploy.helm_chart_dir))
+    project = options.project or config_project
+    release, namespace = release_and_namespace(options, project, deploy)
+    images = normalize_images(options.images)
+    repo = images_base_repo(images) if options.repo is None else options.repo
+    service_values = werf_values(project=project, images=images, commit=commit, env=options.env,
+                                 namespace=namespace, repo=repo)
+    with chart_checkout(git_project, options.chart_dir) as (workdir, root):
+        objects = [] if root is None else _render_sources(
+            options, workdir, root, release=release, namespace=namespace, project=project, images=images,
+            service_values=service_values, git_project=git_project)
+    if not objects and not options.allow_empty:
+        state = "rendered no resources" if root is not None else "does not exist"
+        raise ConvergeError(f"chart directory {options.chart_dir} {state} in {git_project.describe()}; "
+                            "set allow_empty to accept an empty release", chart_dir=options.chart_dir)
+    return {"manifests": order_manifests(objects), "release": release, "namespace": namespace, "commit": commit}

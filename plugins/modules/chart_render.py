@@ -1,0 +1,239 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: chart_render
+short_description: Render a project's chart for a commit with werf's values
+version_added: 0.1.0
+description:
+  - Renders the deploy templates of a project as werf does for a commit and returns the Kubernetes
+    objects in apply order (CustomResourceDefinitions, Namespaces, then by the C(werf.io/weight)
+    annotation, ascending and stable).
+  - A Helm chart (C(Chart.yaml), C(templates/), C(crds/), subcharts in C(charts/)) is rendered with
+    C(helm template). As in werf, C(Chart.yaml) may be left out; its name defaults to the project name
+    and its version to C(1.0.0).
+  - Jinja2 templates (C(*.j2) files anywhere under the chart directory, except partials named C(_*))
+    are rendered with the same values, exposed as C(Values), C(werf) and C(Release), and the function
+    C(werf_image) that takes an image name and returns its full reference. C(include) paths are relative
+    to the chart directory. The filters C(to_json) and C(to_yaml) are available.
+  - The chart is read from the commit, not the working tree, unless O(dev=true).
+  - "Values injected as werf does: C(.Values.werf.image.NAME) (full reference), C(.Values.werf.tag.NAME),
+    C(.Values.werf.repo), C(.Values.werf.commit.hash), C(.Values.werf.commit.date.human) and C(.unix),
+    C(.Values.werf.env), C(.Values.werf.namespace), C(.Values.werf.name); for subcharts
+    C(.Values.global.werf.images.NAME) with C(registry), C(repository), C(tag), C(digest) and C(ref),
+    C(.Values.global.werf.name) and C(.Values.global.env). They take precedence over every other value,
+    as in werf."
+  - The named template C(werf_image) is added to every chart, so
+    C({{ tuple "backend" . | include "werf_image" }}) works in the chart and its subcharts.
+extends_documentation_fragment:
+  - berth.converge.attributes
+  - berth.converge.attributes.INFO_MODULE
+options:
+  project_dir:
+    description:
+      - Directory of the project (where C(werf.yaml) is), inside a Git work tree.
+    type: path
+    required: true
+  chart_dir:
+    description:
+      - Chart directory relative to O(project_dir).
+      - Defaults to C(deploy.helmChartDir) of C(werf.yaml), else C(.helm).
+    type: str
+  commit:
+    description:
+      - Commit (any Git revision) whose chart and values files are rendered.
+    type: str
+    default: HEAD
+  dev:
+    description:
+      - Read the chart, C(werf.yaml) and values files from the working tree (tracked and untracked files
+        not ignored by C(.gitignore)) instead of the commit, like werf's C(--dev).
+      - The commit values (C(.Values.werf.commit)) still describe O(commit).
+    type: bool
+    default: false
+  images:
+    description:
+      - The images to inject, as returned by M(berth.converge.image_digest) (its C(images) list).
+      - Each item needs C(name) and C(ref); C(repo), C(tag) and C(digest) are used when present.
+    type: list
+    elements: dict
+    default: []
+  repo:
+    description:
+      - Value of C(.Values.werf.repo).
+      - Defaults to the repository every image was pushed under (C(REPO/NAME)), or an empty string when
+        the images have no single one.
+    type: str
+  env:
+    description:
+      - Environment name, as werf's C(--env); part of the default release name and namespace and given to
+        templates as C(.Values.werf.env) (an empty string when not set).
+    type: str
+  release:
+    description:
+      - Release name. Defaults to C(deploy.helmRelease) of C(werf.yaml), else C(PROJECT-ENV) (or C(PROJECT)
+        without O(env)), slugified as werf does (at most 53 characters).
+    type: str
+  namespace:
+    description:
+      - Namespace of the release. Defaults to C(deploy.namespace) of C(werf.yaml), else C(PROJECT-ENV) (or
+        C(PROJECT) without O(env)), slugified as werf does (at most 63 characters).
+    type: str
+  values_files:
+    description:
+      - Extra values files, relative to O(project_dir) and read from the commit (or the working tree with
+        O(dev=true)); absolute paths are read from the controller's file system. Later files win.
+    type: list
+    elements: str
+    default: []
+  set:
+    description:
+      - Values to set, keyed by Helm's C(--set) path syntax (C(a.b[0].c), C(\.) for a literal dot); values
+        keep their type. They override O(values_files).
+      - Keys under C(werf), C(global.werf) and C(global.env) are rejected, since chart_render sets those.
+    type: dict
+    default: {}
+  set_string:
+    description:
+      - Like O(set), with every value turned into a string (booleans as C(true)/C(false)). Overrides O(set).
+    type: dict
+    default: {}
+  allow_empty:
+    description:
+      - Accept a chart that renders no resources (or a missing chart directory) instead of failing.
+    type: bool
+    default: false
+  helm_binary:
+    description:
+      - Helm 3 binary, a name looked up on E(PATH) or a path.
+    type: str
+    default: helm
+  project:
+    description:
+      - Project name. Defaults to C(project) of C(werf.yaml).
+    type: str
+notes:
+  - Values files reach Helm unchanged. O(set) integers go through C(--set), other O(set) values through
+    C(--set-json), and O(set_string) through C(--set-string), so values are typed as with Helm's CLI.
+  - C(.Values.werf.repo) and C(.Values.werf.tag.NAME) are werf's, but images are stored at C(REPO/NAME:TAG)
+    rather than werf's C(REPO:TAG), so C(REPO:TAG) built from them is not an image reference; use
+    C(.Values.werf.image.NAME).
+  - C(.Values.global.werf.images.NAME.digest) is the content digest from M(berth.converge.image_digest)
+    (also the tag), not a registry manifest digest.
+seealso:
+  - module: berth.converge.image_digest
+  - module: berth.converge.release_apply
+author:
+  - berth.converge contributors (!UNKNOWN)
+"""
+
+EXAMPLES = r"""
+- name: Render the chart of the checked-out commit for production
+  berth.converge.chart_render:
+    project_dir: /srv/shop
+    env: production
+    images: "{{ digests.images }}"
+    values_files:
+      - .helm/values-production.yaml
+    set:
+      replicas: 3
+      ingress.annotations.kubernetes\.io/ingress\.class: nginx
+  register: rendered
+
+- name: Render the working tree while developing the chart
+  berth.converge.chart_render:
+    project_dir: "{{ playbook_dir }}/.."
+    dev: true
+    namespace: shop-dev
+    images: "{{ digests.images }}"
+"""
+
+RETURN = r"""
+manifests:
+  description: Rendered Kubernetes objects in apply order.
+  returned: success
+  type: list
+  elements: dict
+  sample:
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata:
+        name: shop-settings
+      data:
+        env: production
+release:
+  description: Release name.
+  returned: success
+  type: str
+  sample: shop-production
+namespace:
+  description: Namespace of the release.
+  returned: success
+  type: str
+  sample: shop-production
+commit:
+  description: The rendered commit.
+  returned: success
+  type: dict
+  contains:
+    hash:
+      description: Full commit hash.
+      type: str
+      sample: 1b28e6843a963c5bdb3579f6fc93317cc028051c
+    date:
+      description: Author date, ISO 8601.
+      type: str
+      sample: "2022-01-21T18:51:39+03:00"
+    unix:
+      description: Author date, seconds since the epoch.
+      type: int
+      sample: 1642780299
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.render import RenderOptions, render_chart
+
+ARGUMENT_SPEC = dict(
+    project_dir=dict(type="path", required=True),
+    chart_dir=dict(type="str"),
+    commit=dict(type="str", default="HEAD"),
+    dev=dict(type="bool", default=False),
+    images=dict(type="list", elements="dict", default=[]),
+    repo=dict(type="str"),
+    env=dict(type="str"),
+    release=dict(type="str"),
+    namespace=dict(type="str"),
+    values_files=dict(type="list", elements="str", default=[]),
+    set=dict(type="dict", default={}),
+    set_string=dict(type="dict", default={}),
+    allow_empty=dict(type="bool", default=False),
+    helm_binary=dict(type="str", default="helm"),
+    project=dict(type="str"),
+)
+
+
+def render_options(params):
+    """RenderOptions from the module parameters."""
+    names = ("project_dir", "chart_dir", "commit", "dev", "images", "repo", "env", "release", "namespace",
+             "values_files", "allow_empty", "helm_binary", "project")
+    return RenderOptions(set_values=params["set"], set_string_values=params["set_string"],
+                         **{name: params[name] for name in names})
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = render_chart(render_options(module.params))
+    except ConvergeError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

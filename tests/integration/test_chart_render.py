@@ -1,0 +1,316 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""chart_render against the real helm binary and real Git repositories."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.render import RenderOptions, render_chart
+
+REGISTRY = "127.0.0.1:5000/shop"
+IMAGES = [
+    {"name": name, "digest": digit * 64, "tag": digit * 64, "repo": f"{REGISTRY}/{name}",
+     "ref": f"{REGISTRY}/{name}:{digit * 64}"}
+    for name, digit in (("backend", "1"), ("frontend", "2"))
+]
+BACKEND_REF = IMAGES[0]["ref"]
+AUTHOR_DATE = "2022-01-21T18:51:39+03:00"
+
+CHART = {
+    "werf.yaml": "project: shop\nconfigVersion: 1\n",
+    ".helm/Chart.yaml": "apiVersion: v2\nname: shop\nversion: 0.1.0\n",
+    ".helm/values.yaml": "replicas: 1\ngreeting: chart-default\nextra:\n  flag: false\n",
+    ".helm/templates/deployment.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: backend
+spec:
+  replicas: {{ .Values.replicas }}
+  selector:
+    matchLabels: {app: backend}
+  template:
+    metadata:
+      labels: {app: backend}
+    spec:
+      containers:
+        - name: backend
+          image: {{ tuple "backend" . | include "werf_image" }}
+""",
+    ".helm/templates/settings.yaml": """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  backend: {{ index .Values.werf.image "backend" | quote }}
+  frontendTag: {{ .Values.werf.tag.frontend | quote }}
+  env: {{ .Values.werf.env | quote }}
+  namespace: {{ .Values.werf.namespace | quote }}
+  repo: {{ .Values.werf.repo | quote }}
+  commit: {{ .Values.werf.commit.hash | quote }}
+  human: {{ .Values.werf.commit.date.human | quote }}
+  unix: {{ .Values.werf.commit.date.unix | quote }}
+  unixType: {{ kindOf .Values.werf.commit.date.unix | quote }}
+  greeting: {{ .Values.greeting | quote }}
+  flag: {{ .Values.extra.flag | quote }}
+  flagType: {{ kindOf .Values.extra.flag | quote }}
+  text: {{ .Values.extra.text | quote }}
+  textType: {{ kindOf .Values.extra.text | quote }}
+  list: {{ .Values.extra.list | toJson | quote }}
+  csv: {{ .Values.extra.csv | quote }}
+  release: {{ .Release.Name | quote }}
+""",
+    ".helm/templates/migrate.yaml": """\
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: migrate
+  annotations:
+    werf.io/weight: "-5"
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: migrate
+          image: {{ index .Values.werf.image "backend" }}
+""",
+    ".helm/templates/extra.yaml.j2": """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: from-jinja
+  annotations:
+    werf.io/weight: "3"
+data:
+  image: "{{ werf_image('frontend') }}"
+  env: "{{ Values.werf.env }}"
+  greeting: "{{ Values.greeting }}"
+""",
+    ".helm/crds/widgets.yaml": """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+""",
+    ".helm/charts/worker/Chart.yaml": "apiVersion: v2\nname: worker\nversion: 0.1.0\n",
+    ".helm/charts/worker/templates/worker.yaml": """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: worker
+data:
+  ref: {{ .Values.global.werf.images.backend.ref | quote }}
+  registry: {{ .Values.global.werf.images.backend.registry | quote }}
+  repository: {{ .Values.global.werf.images.backend.repository | quote }}
+  viaHelper: {{ tuple "frontend" . | include "werf_image" | quote }}
+  env: {{ .Values.global.env | quote }}
+""",
+    "deploy/values-qa.yaml": "greeting: from-values-file\nreplicas: 2\nwerf:\n  env: not-werfs-env\n",
+}
+
+
+def git(repo, *args):
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.com", GIT_AUTHOR_DATE=AUTHOR_DATE)
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+def write(repo, files):
+    for name, text in files.items():
+        path = Path(repo, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def commit(repo, files, message="change"):
+    write(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def project(tmp_path):
+    repo = tmp_path / "shop"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    commit(repo, CHART, "initial chart")
+    return repo
+
+
+def render(project, helm_bin, **kwargs):
+    kwargs.setdefault("images", IMAGES)
+    kwargs.setdefault("env", "qa")
+    return render_chart(RenderOptions(project_dir=str(project), helm_binary=helm_bin, **kwargs))
+
+
+def by_name(manifests):
+    return {(m["kind"], m["metadata"]["name"]): m for m in manifests}
+
+
+def test_renders_helm_and_jinja_with_werf_values_in_apply_order(project, helm_bin):
+    result = render(project, helm_bin, values_files=["deploy/values-qa.yaml"],
+                    set_values={"replicas": 3, "extra.flag": True, "extra.list": [1.5, "a,b"]},
+                    set_string_values={"extra.text": 42, "extra.csv": "a,b\\c"})
+
+    assert (result["release"], result["namespace"]) == ("shop-qa", "shop-qa")
+    assert result["commit"]["hash"] == git(project, "rev-parse", "HEAD")
+    kinds = [(m["kind"], m["metadata"]["name"]) for m in result["manifests"]]
+    assert kinds[0] == ("CustomResourceDefinition", "widgets.example.com")
+    assert kinds[1] == ("Job", "migrate")
+    assert kinds[-1] == ("ConfigMap", "from-jinja")
+    assert sorted(kinds[2:-1]) == [("ConfigMap", "settings"), ("ConfigMap", "worker"), ("Deployment", "backend")]
+
+    objects = by_name(result["manifests"])
+    deployment = objects[("Deployment", "backend")]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == BACKEND_REF
+    assert objects[("Job", "migrate")]["spec"]["template"]["spec"]["containers"][0]["image"] == BACKEND_REF
+    assert objects[("ConfigMap", "settings")]["data"] == {
+        "backend": BACKEND_REF,
+        "frontendTag": "2" * 64,
+        "env": "qa",
+        "namespace": "shop-qa",
+        "repo": REGISTRY,
+        "commit": result["commit"]["hash"],
+        "human": "2022-01-21 18:51:39 +0300 +0300",
+        "unix": "1642780299",
+        "unixType": "int64",
+        "greeting": "from-values-file",
+        "flag": "true",
+        "flagType": "bool",
+        "text": "42",
+        "textType": "string",
+        "list": '[1.5,"a,b"]',
+        "csv": "a,b\\c",
+        "release": "shop-qa",
+    }
+    assert objects[("ConfigMap", "worker")]["data"] == {
+        "ref": BACKEND_REF, "registry": "127.0.0.1:5000", "repository": "shop/backend",
+        "viaHelper": IMAGES[1]["ref"], "env": "qa"}
+    assert objects[("ConfigMap", "from-jinja")]["data"] == {
+        "image": IMAGES[1]["ref"], "env": "qa", "greeting": "from-values-file"}
+    assert all(set(m) <= {"apiVersion", "kind", "metadata", "spec", "data"} for m in result["manifests"])
+
+
+def test_chart_is_read_from_the_commit_unless_dev(project, helm_bin):
+    first = git(project, "rev-parse", "HEAD")
+    commit(project, {".helm/values.yaml": "replicas: 5\ngreeting: second-commit\nextra:\n  flag: false\n"})
+    write(project, {
+        ".helm/values.yaml": "replicas: 7\ngreeting: uncommitted\nextra:\n  flag: false\n",
+        ".helm/templates/untracked.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: untracked\n",
+        ".gitignore": ".helm/templates/ignored.yaml\n",
+        ".helm/templates/ignored.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ignored\n",
+    })
+
+    def greeting_and_names(**kwargs):
+        objects = by_name(render(project, helm_bin, **kwargs)["manifests"])
+        return objects[("ConfigMap", "settings")]["data"]["greeting"], {name for _, name in objects}
+
+    greeting, names = greeting_and_names()
+    assert greeting == "second-commit" and "untracked" not in names
+    greeting, names = greeting_and_names(commit=first)
+    assert greeting == "chart-default"
+    greeting, names = greeting_and_names(dev=True)
+    assert greeting == "uncommitted" and "untracked" in names and "ignored" not in names
+
+
+def test_template_error_names_file_and_line(project, helm_bin):
+    commit(project, {".helm/templates/broken.yaml": (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\ndata: {{ .Values.missing.key }}\n")})
+    with pytest.raises(ConvergeError, match=r"helm template failed: .*templates/broken\.yaml:5"):
+        render(project, helm_bin)
+
+
+def test_missing_image_in_werf_image_names_it(project, helm_bin):
+    with pytest.raises(ConvergeError, match=r"Jinja2 template \.helm/templates/extra\.yaml\.j2:8: image 'frontend'"):
+        render(project, helm_bin, images=[IMAGES[0]])
+    git(project, "rm", "-q", ".helm/templates/extra.yaml.j2")
+    git(project, "commit", "-q", "-m", "helm only")
+    with pytest.raises(ConvergeError, match=r"templates/worker\.yaml:9.*image \\?\"frontend\\?\" is not among"):
+        render(project, helm_bin, images=[IMAGES[0]])
+
+
+def test_bad_inputs_are_named(project, helm_bin):
+    with pytest.raises(ConvergeError, match=r"values file deploy/missing\.yaml not found in commit"):
+        render(project, helm_bin, values_files=["deploy/missing.yaml"])
+    with pytest.raises(ConvergeError, match=r"revision 'no-such-branch' not found"):
+        render(project, helm_bin, commit="no-such-branch")
+    commit(project, {".helm/templates/bad.yaml.j2": "kind: ConfigMap\nmetadata: {name: [\n"})
+    with pytest.raises(ConvergeError, match=r"rendered YAML of \.helm/templates/bad\.yaml\.j2 is invalid"):
+        render(project, helm_bin)
+
+
+def test_chart_dir_from_werf_yaml_and_chart_yaml_optional(project, helm_bin):
+    commit(project, {
+        "werf.yaml": "project: shop\nconfigVersion: 1\ndeploy:\n  helmChartDir: kube\n",
+        "kube/templates/cm.yaml": ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bare\ndata:\n"
+                                   "  chart: {{ .Chart.Name }}-{{ .Chart.Version }}\n"
+                                   "  image: {{ tuple \"backend\" . | include \"werf_image\" }}\n"),
+    })
+    result = render(project, helm_bin, env=None, namespace="custom-ns")
+    assert (result["release"], result["namespace"]) == ("shop", "custom-ns")
+    assert [m["data"] for m in result["manifests"]] == [{"chart": "shop-1.0.0", "image": BACKEND_REF}]
+
+
+def test_empty_render_fails_unless_allowed(project, helm_bin):
+    commit(project, {"werf.yaml": "project: shop\nconfigVersion: 1\ndeploy:\n  helmChartDir: nothing\n"})
+    with pytest.raises(ConvergeError, match=r"chart directory nothing does not exist in commit"):
+        render(project, helm_bin)
+    assert render(project, helm_bin, allow_empty=True)["manifests"] == []
+
+    commit(project, {"nothing/templates/off.yaml": "{{- if .Values.enabled }}\nkind: ConfigMap\n{{- end }}\n"})
+    with pytest.raises(ConvergeError, match=r"chart directory nothing rendered no resources"):
+        render(project, helm_bin)
+
+
+def run_module(args, tmp_path):
+    """The real module through the ansible CLI, arguments from a JSON file; returns (status, result)."""
+    args_file = tmp_path / "args.json"
+    args_file.write_text(json.dumps(args))
+    ansible = Path(sys.executable).with_name("ansible")
+    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    proc = subprocess.run([str(ansible), "localhost", "-m", "berth.converge.chart_render",
+                           "-a", args_file.read_text()], capture_output=True, text=True, env=env, timeout=300)
+    # The ad-hoc output is "localhost | STATUS => {result as JSON}".
+    head, arrow, result = proc.stdout.partition(" => ")
+    assert arrow, f"unexpected ansible output: {proc.stdout}{proc.stderr}"
+    return head.split("|")[1].strip(), json.loads(result)
+
+
+def test_module_through_ansible(project, helm_bin, tmp_path):
+    status, result = run_module({"project_dir": str(project), "env": "qa", "images": IMAGES,
+                                 "helm_binary": helm_bin, "set": {"replicas": 4}}, tmp_path)
+    assert status == "SUCCESS", result
+    assert result["changed"] is False
+    assert (result["release"], result["namespace"]) == ("shop-qa", "shop-qa")
+    deployment = by_name(result["manifests"])[("Deployment", "backend")]
+    assert deployment["spec"]["replicas"] == 4
+    assert result["manifests"][0]["kind"] == "CustomResourceDefinition"
+
+    commit(project, {".helm/templates/broken.yaml": "a: {{ .Values.missing.key }}\n"})
+    status, result = run_module({"project_dir": str(project), "images": IMAGES, "helm_binary": helm_bin}, tmp_path)
+    assert status == "FAILED!", result
+    assert "templates/broken.yaml:1" in result["msg"]
