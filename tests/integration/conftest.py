@@ -114,3 +114,34 @@ def helm_bin(localenv):
     if not path:
         pytest.fail(f"helm not on PATH {DOWN}")
     return path
+
+
+def run_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=None):
+    """Run ``berth.converge.<module>`` through `ansible localhost` as a user would.
+
+    Returns ``(result, output)``: the module's result dict (from the json callback) and the whole
+    stdout+stderr text (to check what a user would see, e.g. that no secret is printed).
+    """
+    import json
+    import re
+    import sys
+
+    ansible = os.path.join(os.path.dirname(sys.executable), "ansible")  # the one of this venv
+    command = [ansible, "localhost", "-i", "localhost,", "-c", "local", "-m", f"berth.converge.{module}",
+               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
+    if check_mode:
+        command.append("--check")
+    if diff:
+        command.append("--diff")
+    if verbosity:
+        command.append("-" + "v" * verbosity)
+    run_env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
+    proc = subprocess.run(command, capture_output=True, text=True, env=run_env, check=False)
+    output = proc.stdout + proc.stderr
+    # ad hoc output ends with: localhost | SUCCESS|CHANGED|FAILED! => {json}
+    marker = re.search(r"^localhost \| [A-Z!]+ => ", proc.stdout, re.MULTILINE)
+    if not marker:
+        raise AssertionError(f"no module result from ansible (rc {proc.returncode}):\n{output}")
+    result, _end = json.JSONDecoder().raw_decode(proc.stdout[marker.end():])
+    result["failed"] = "FAILED" in marker.group(0)
+    return result, output

@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Content digests of the images of a commit (DESIGN.md section 4; algorithm in docs/image-digests.md).
+
+The digest of an image is SHA-256 over a canonical list of lines ("inputs"): the algorithm version, the
+cache versions and platform, the target stage chain's instructions after ARG expansion, the build args that
+a declared ARG consumes, the dependency imports (by the dependency's digest), the Git object ids of exactly
+the context paths its COPY/ADD sources select after .dockerignore, and the contents of contextAddFiles.
+Committed file contents are never read: Git already hashed them. A directory that a source selects whole
+and that no .dockerignore pattern can touch is represented by its tree id, so the cost follows the number
+of sources, not the size of the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+from ansible_collections.berth.converge.plugins.module_utils.config import dependency_order, join_path
+from ansible_collections.berth.converge.plugins.module_utils.dockerfile import parse_dockerfile, resolve
+from ansible_collections.berth.converge.plugins.module_utils.dockerignore import (
+    DockerIgnore, source_may_select_under, source_selects)
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+
+# Bump when the list of inputs or their form changes: every digest changes with it.
+DIGEST_VERSION = 1
+
+
+@dataclass
+class ImageDigest:
+    name: str
+    digest: str
+    dockerfile: str          # project-relative path
+    context: str             # project-relative path ("" is the project root)
+    target: str | None
+    args: dict               # build args from werf.yaml
+    dependencies: list       # [{"image", "imports": [{"type", "targetBuildArg"}]}]
+    final: bool
+    platform: list
+    inputs: list = field(repr=False)
+    repo: str | None = None  # registry repository of this image, e.g. 127.0.0.1:5000/shop/backend
+
+    @property
+    def tag(self):
+        return self.digest
+
+    @property
+    def ref(self):
+        return f"{self.repo}:{self.tag}" if self.repo else None
+
+    def as_dict(self, explain=False):
+        result = {
+            "name": self.name, "digest": self.digest, "tag": self.tag, "repo": self.repo, "ref": self.ref,
+            "dockerfile": self.dockerfile, "context": self.context or ".", "target": self.target,
+            "args": dict(self.args), "dependencies": self.dependencies, "final": self.final,
+            "platform": list(self.platform),
+        }
+        if explain:
+            result["inputs"] = list(self.inputs)
+        return result
+
+
+def image_repo(repo, name):
+    """Registry repository of image ``name`` under the project repo (werf's per-image namespacing)."""
+    return f"{repo.rstrip('/')}/{name}" if repo else None
+
+
+def compute_digests(project, config, repo=None, only=None):
+    """ImageDigest for each image of ``config`` (a WerfConfig) in dependency order.
+
+    ``project`` is a git.GitProject; ``only`` restricts the result to these names (their dependencies are
+    still computed, since their digests flow into the dependents').
+    """
+    if only:
+        unknown = [name for name in only if name not in config.names]
+        if unknown:
+            raise ConvergeError(f"{config.path}: no image named {', '.join(map(repr, unknown))} "
+                                f"(images: {', '.join(config.names)})")
+    done = {}
+    for image in dependency_order(config.images, config.path):
+        done[image.name] = _image_digest(project, config, image, done, repo)
+    wanted = set(only) if only else set(done)
+    return [done[image.name] for image in config.images if image.name in wanted]
+
+
+def _image_digest(project, config, image, done, repo):
+    label = f"{config.path}:{image.line}: image '{image.name}'"
+    dockerfile_text = project.read_blob(image.dockerfile_path)
+    if dockerfile_text is None:
+        where = "the working tree" if project.dev else f"commit {project.commit.hash[:12]}"
+        raise ConvergeError(f"{label}: dockerfile '{image.dockerfile}' (context '{image.context or '.'}') "
+                            f"not found in {where}", file=config.path, field="dockerfile")
+    dockerfile = parse_dockerfile(dockerfile_text.decode("utf-8", errors="replace"), image.dockerfile_path)
+
+    imports = []
+    build_args = dict(image.args)
+    for dep in image.dependencies:
+        for imp in dep.imports:
+            imports.append(f"import {imp.type} {imp.target_build_arg} <- {dep.image} {done[dep.image].digest}")
+            build_args.setdefault(imp.target_build_arg, f"<{imp.type} of {dep.image}>")
+    try:
+        build = resolve(dockerfile, image.target, build_args)
+    except ConvergeError as exc:
+        raise ConvergeError(f"{label}: {exc}", file=config.path, field="target") from None
+
+    inputs = [f"berth-digest-version {DIGEST_VERSION}"]
+    if config.cache_version is not None:
+        inputs.append(f"build.cacheVersion {config.cache_version}")
+    if image.cache_version is not None:
+        inputs.append(f"cacheVersion {image.cache_version}")
+    platform = image.platform or config.platform
+    if platform:
+        inputs.append(f"platform {','.join(platform)}")
+    for stage in build.stages:
+        inputs.append(f"stage {stage.index} {stage.name or ''}".rstrip())
+        inputs.append(f"FROM {stage.base}")
+        inputs.extend(stage.instructions)
+    # import values are represented by the dependency digest; their placeholders are not inputs
+    imported = {imp.target_build_arg for dep in image.dependencies for imp in dep.imports}
+    for name in sorted(build.used_args):
+        if name not in imported:
+            inputs.append(f"arg {name}={build.used_args[name]}")
+    inputs.extend(sorted(line for line in imports if line.split()[2] in build.used_args))
+    patterns = sorted({p for source in build.context_sources for p in source.patterns})
+    inputs.extend(f"context {kind} {mode} {oid} {path}"
+                  for kind, mode, oid, path in select_context(project, image.context, patterns,
+                                                              _dockerignore(project, image)))
+    inputs.extend(f"contextAddFile {path} {sha}" for path, sha in _context_add_files(project, image, label))
+    for remote in build.remote_sources:
+        inputs.append(f"remote {remote}")
+
+    digest = hashlib.sha256("\n".join(inputs).encode()).hexdigest()
+    return ImageDigest(
+        name=image.name, digest=digest, dockerfile=image.dockerfile_path, context=image.context,
+        target=image.target, args=dict(image.args),
+        dependencies=[{"image": d.image, "imports": [{"type": i.type, "targetBuildArg": i.target_build_arg}
+                                                     for i in d.imports]} for d in image.dependencies],
+        final=image.final, platform=list(platform), inputs=inputs, repo=image_repo(repo, image.name))
+
+
+def _dockerignore(project, image):
+    """The Dockerfile-specific ignore file (BuildKit's <Dockerfile>.dockerignore) wins over the context's."""
+    for path in (image.dockerfile_path + ".dockerignore", join_path(image.context, ".dockerignore")):
+        text = project.read_blob(path)
+        if text is not None:
+            return DockerIgnore(text.decode("utf-8", errors="replace"), path)
+    return DockerIgnore("", ".dockerignore")
+
+
+def select_context(project, context, patterns, ignore):
+    """(kind, mode, oid, path) of what COPY/ADD ``patterns`` select in ``context``, after ``ignore``.
+
+    Sorted by path. Whole directories untouched by ``ignore`` appear once, as their tree.
+    """
+    if not patterns:
+        return []
+    selected = []
+
+    def whole(rel):
+        return any(source_selects(p, rel) for p in patterns) and not ignore.may_affect(rel)
+
+    def visit(rel):
+        for entry in project.list_tree(join_path(context, rel) if rel else context):
+            path = f"{rel}/{entry.path}" if rel else entry.path
+            if entry.type == "tree":
+                if not any(source_may_select_under(p, path) for p in patterns):
+                    continue
+                if whole(path):
+                    selected.append(("tree", entry.mode, entry.oid, path))
+                else:
+                    visit(path)
+            elif any(source_selects(p, path) for p in patterns) and not ignore.ignored(path):
+                selected.append((entry.type, entry.mode, entry.oid, path))
+
+    root = project.entry(context) if context else project.entry("")
+    if root is None or root.type != "tree":
+        raise ConvergeError(f"context '{context}' is not a directory in the converged tree")
+    if "." in patterns and not ignore.may_affect(""):
+        return [("tree", root.mode, root.oid, ".")]
+    visit("")
+    return sorted(selected, key=lambda item: item[3])
+
+
+def _context_add_files(project, image, label):
+    """(path, sha256) of contextAddFiles read from the working tree; directories are walked."""
+    result = []
+    for rel in image.context_add_files:
+        full = os.path.join(project.path, image.context, rel)
+        if not os.path.exists(full):
+            raise ConvergeError(f"{label}: contextAddFiles entry '{rel}' does not exist in "
+                                f"{os.path.join(image.context or '.', rel)}", field="contextAddFiles")
+        files = [full] if os.path.isfile(full) else sorted(
+            os.path.join(dirpath, name) for dirpath, _, names in os.walk(full) for name in names)
+        for path in files:
+            with open(path, "rb") as handle:
+                sha = hashlib.sha256(handle.read()).hexdigest()
+            result.append((os.path.relpath(path, os.path.join(project.path, image.context)), sha))
+    return sorted(result)

@@ -1,0 +1,230 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: image_build
+short_description: Build images from the commit with the Docker Engine and push the missing ones
+version_added: 0.1.0
+description:
+  - Builds one image (O(image)) or several (O(images)) as returned by M(berth.converge.image_digest) and pushes
+    them to their registry references. Images already in the registry are not built (unless O(force=true)).
+  - The build context is made from the commit's tree (plus C(contextAddFiles) from the working tree), never from
+    stray work-tree files, unless O(dev=true). C(.dockerignore) applies as in Docker.
+  - Dependencies are built first; independent images are built concurrently (O(concurrency)). Dependency
+    imports (C(ImageName), C(ImageTag), C(ImageRepo), C(ImageDigest), C(ImageID)) become build arguments.
+  - Images get OCI labels recording the project, the commit and the digest.
+  - A failed build fails with the Dockerfile step and the last lines of its log. A failed push is retried with
+    backoff; registries create a tag only once the whole image is uploaded, so a failed push leaves no tag.
+author:
+  - berth.converge contributors
+extends_documentation_fragment:
+  - berth.converge.attributes
+  - berth.converge.registry
+  - berth.converge.docker
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Reports which images would be built; builds and pushes nothing.
+  diff_mode:
+    support: none
+options:
+  project_dir:
+    description:
+      - Git work tree of the project.
+    type: path
+    required: true
+  config:
+    description:
+      - Path of the werf configuration, relative to O(project_dir).
+    type: str
+    default: werf.yaml
+  revision:
+    description:
+      - Git revision to build; it must be the one the image digests were computed for.
+    type: str
+    default: HEAD
+  dev:
+    description:
+      - Build from the working tree instead of the commit.
+    type: bool
+    default: false
+  image:
+    description:
+      - One image, an element of RV(berth.converge.image_digest#module:images). Its dependencies must be in
+        O(images) when it imports from them.
+    type: dict
+  images:
+    description:
+      - Images from M(berth.converge.image_digest). Without O(image), every image of this list that is not in
+        the registry is built; with O(image), this list only supplies its dependencies.
+    type: list
+    elements: dict
+    default: []
+  force:
+    description:
+      - Build and push even when the reference is already in the registry.
+    type: bool
+    default: false
+  concurrency:
+    description:
+      - How many independent images to build at once.
+    type: int
+    default: 5
+"""
+
+EXAMPLES = r"""
+- name: Compute the images of the commit
+  berth.converge.image_digest:
+    project_dir: /src/shop
+    repo: registry.example.com/shop
+  register: digests
+
+- name: Build and push whatever the registry lacks
+  berth.converge.image_build:
+    project_dir: /src/shop
+    revision: "{{ digests.commit.hash }}"
+    images: "{{ digests.images }}"
+    registry_username: ci
+    registry_password: "{{ registry_token }}"
+  register: built
+
+- name: One line per image
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ 'built' if item.changed else 'present' }}"
+  loop: "{{ built.images }}"
+  loop_control:
+    label: "{{ item.name }}"
+  changed_when: item.changed
+"""
+
+RETURN = r"""
+images:
+  description: One entry per image considered, in the order given.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Image name.
+      type: str
+    ref:
+      description: Registry reference.
+      type: str
+    changed:
+      description: Whether the image was built and pushed (in check mode, whether it would be).
+      type: bool
+    image_id:
+      description: Local image id of the build.
+      type: str
+    manifest_digest:
+      description: Manifest digest in the registry.
+      type: str
+    log:
+      description: Last lines of the build log.
+      type: list
+      elements: str
+built:
+  description: Names of the images built (or that would be built in check mode).
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.berth.converge.plugins.module_utils.build import Builder, build_context, build_missing
+from ansible_collections.berth.converge.plugins.module_utils.common_args import (
+    DOCKER_ARGS, DOCKER_ENV_FALLBACKS, REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS, with_env_fallbacks)
+from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.project import load_project
+from ansible_collections.berth.converge.plugins.module_utils.registry import (
+    client_from_params, credentials_from_params, parse_reference)
+
+
+def _docker_factory(params):
+    import docker
+
+    def factory():
+        return docker.APIClient(base_url=params["docker_host"] or None, timeout=params["docker_timeout"])
+
+    return factory
+
+
+def plan(project, images, wanted):
+    """Check the given image dicts against the commit; return them with names to consider."""
+    digests = {d.name: d for d in compute_digests(project.git, project.config)}
+    for image in images:
+        ours = digests.get(image.get("name"))
+        if ours is None:
+            raise ConvergeError(f"image '{image.get('name')}' is not in {project.config.path} at commit "
+                                f"{project.git.commit.hash[:12]}")
+        if ours.digest != image.get("digest"):
+            raise ConvergeError(f"image '{image['name']}': its digest at commit {project.git.commit.hash[:12]} is "
+                                f"{ours.digest[:12]}, not {str(image.get('digest'))[:12]}; the images come from "
+                                "another commit or dev mode setting")
+        if not image.get("ref"):
+            raise ConvergeError(f"image '{image['name']}' has no registry reference; run image_digest with `repo`")
+    return [image for image in images if image["name"] in wanted]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            project_dir=dict(type="path", required=True),
+            config=dict(type="str", default="werf.yaml"),
+            revision=dict(type="str", default="HEAD"),
+            dev=dict(type="bool", default=False),
+            image=dict(type="dict"),
+            images=dict(type="list", elements="dict", default=[]),
+            force=dict(type="bool", default=False),
+            concurrency=dict(type="int", default=5),
+            **with_env_fallbacks(REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS),
+            **with_env_fallbacks(DOCKER_ARGS, DOCKER_ENV_FALLBACKS),
+        ),
+        required_one_of=[("image", "images")],
+        supports_check_mode=True,
+    )
+    p = module.params
+    images = [dict(i) for i in p["images"]]
+    if p["image"] and not any(i.get("name") == p["image"].get("name") for i in images):
+        images.append(dict(p["image"]))
+    wanted = {p["image"]["name"]} if p["image"] else {i.get("name") for i in images}
+    try:
+        project = load_project(p["project_dir"], p["config"], p["revision"], p["dev"])
+        plan(project, images, wanted)
+        with client_from_params(p) as registry:
+            present, _missing = registry.lookup([image["ref"] for image in images])
+        for image in images:
+            image["manifest_digest"] = present.get(image["ref"])
+        to_build = [i["name"] for i in images if i["name"] in wanted and (p["force"] or not i["manifest_digest"])]
+        if module.check_mode:
+            results = [{"name": i["name"], "ref": i["ref"], "changed": i["name"] in to_build, "image_id": None,
+                        "manifest_digest": i["manifest_digest"], "log": []} for i in images if i["name"] in wanted]
+            module.exit_json(changed=bool(to_build), images=results, built=to_build)
+
+        config_by_name = {image.name: image for image in project.config.images}
+
+        def make_context(image):
+            label = f"{project.config.path}: image '{image['name']}'"
+            return build_context(project.git, config_by_name[image["name"]], label)
+
+        def auth_config_for(ref):
+            creds = credentials_from_params(p, parse_reference(ref).registry)
+            return creds.docker_auth_config() if creds else None
+
+        builder = Builder(_docker_factory(p), project.config.project, project.git.commit.hash, auth_config_for)
+        results = build_missing(images, to_build, make_context, builder, concurrency=p["concurrency"])
+    except ConvergeError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    module.exit_json(changed=bool(to_build), built=to_build,
+                     images=[r.as_dict() for r in results if r.name in wanted])
+
+
+if __name__ == "__main__":
+    main()
