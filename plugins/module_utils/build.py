@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import tarfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -23,6 +24,7 @@ from ansible_collections.berth.converge.plugins.module_utils.digest import _dock
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 
 LOG_TAIL = 20
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 PUSH_ATTEMPTS = 4
 PUSH_BACKOFF = 1.0  # seconds, doubled after each failed attempt
 LABEL_PREFIX = "io.berth.converge"
@@ -133,7 +135,7 @@ class Builder:
                            rm=True, forcerm=True, decode=True, platform=(image.get("platform") or [None])[0])
         for chunk in stream:
             if "stream" in chunk:
-                for line in chunk["stream"].splitlines():
+                for line in ANSI_ESCAPE.sub("", chunk["stream"]).splitlines():
                     if line.strip():
                         log.append(line)
                         if line.startswith("Step "):
