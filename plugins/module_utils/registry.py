@@ -1,0 +1,582 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small OCI distribution API client: image references, registry credentials, manifest existence.
+
+No Docker daemon is involved. ``resolve_credentials`` is public so that image builds can hand the same
+credentials to the Docker SDK (``Credentials.docker_auth_config()``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+
+try:
+    import requests
+    from requests.adapters import HTTPAdapter
+except ImportError:  # reported by the modules with missing_required_lib
+    REQUESTS_IMPORT_ERROR = traceback.format_exc()
+else:
+    REQUESTS_IMPORT_ERROR = None
+
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_API_HOST = "registry-1.docker.io"
+DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
+DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_API_HOST})
+
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+
+# Grammar of github.com/distribution/reference.
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_HOST = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
+_TAG = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
+_MAX_NAME_LENGTH = 255
+
+# A helper's answer when it simply has nothing for the server.
+_HELPER_NOT_FOUND = "credentials not found"
+_HELPER_TIMEOUT = 60
+# Token lifetime when the token service does not say (distribution token spec).
+_DEFAULT_TOKEN_SECONDS = 60
+# Refresh this early so a token does not expire between cache lookup and use.
+_TOKEN_SAFETY_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed image reference. ``registry`` includes the port; Docker Hub is ``docker.io``."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @property
+    def target(self):
+        """What the manifest is addressed by: the digest when there is one, else the tag."""
+        return self.digest or self.tag
+
+    @property
+    def api_host(self):
+        """Host (and port) that serves the registry API."""
+        return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
+
+    def __str__(self):
+        text = f"{self.registry}/{self.repository}"
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_reference(ref):
+    """Parse an image reference as Docker does.
+
+    Without a registry part the registry is ``docker.io`` and single-name repositories get ``library/``;
+    without tag or digest the tag is ``latest``. Raises ConvergeError naming the reference when invalid.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConvergeError(f"invalid image reference {ref!r}: expected a non-empty string", image=ref)
+    name, at, digest = ref.partition("@")
+    if at and not _DIGEST.fullmatch(digest):
+        raise ConvergeError(f"invalid image reference {ref!r}: bad digest {digest!r}", image=ref)
+    registry, path = _split_registry(name)
+    repository, colon, tag = path.partition(":")
+    _check_reference_parts(ref, registry, repository, tag if colon else None)
+    if registry == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"
+    if not tag and not digest:
+        tag = "latest"
+    return Reference(registry, repository, tag or None, digest or None)
+
+
+def _split_registry(name):
+    first, slash, rest = name.partition("/")
+    looks_like_host = "." in first or ":" in first or first == "localhost" or first.lower() != first
+    if not slash or not looks_like_host:
+        return DOCKER_HUB, name
+    return (DOCKER_HUB if first in DOCKER_HUB_ALIASES else first), rest
+
+
+def _check_reference_parts(ref, registry, repository, tag):
+    if not _HOST.fullmatch(registry):
+        raise ConvergeError(f"invalid image reference {ref!r}: bad registry host {registry!r}", image=ref)
+    if not all(_PATH_COMPONENT.fullmatch(part) for part in repository.split("/")):
+        raise ConvergeError(
+            f"invalid image reference {ref!r}: repository {repository!r} must be lowercase path components "
+            "of letters, digits and separators (., _, __, -)", image=ref)
+    if len(registry) + 1 + len(repository) > _MAX_NAME_LENGTH:
+        raise ConvergeError(f"invalid image reference {ref!r}: name longer than {_MAX_NAME_LENGTH} characters",
+                            image=ref)
+    if tag is not None and not _TAG.fullmatch(tag):
+        raise ConvergeError(f"invalid image reference {ref!r}: bad tag {tag!r}", image=ref)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Registry credentials: username and password, or an identity (refresh) token. Secrets never print."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    identity_token: str | None = field(default=None, repr=False)
+
+    def docker_auth_config(self):
+        """The ``auth_config`` dict the Docker SDK takes for pull and push."""
+        if self.identity_token:
+            return {"identitytoken": self.identity_token}
+        return {"username": self.username, "password": self.password}
+
+
+def resolve_credentials(registry_host, username=None, password=None, docker_config=None):
+    """Credentials for ``registry_host`` (as in a Reference, ``docker.io`` for Docker Hub), or None.
+
+    Order: explicit ``username``/``password`` (used for every registry); then the Docker ``config.json``
+    (``docker_config``, else ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``):
+    ``credHelpers[host]``, ``auths[host]``, ``credsStore``. A helper program that is not installed
+    means no credentials. Raises ConvergeError for an unreadable config or a failing helper.
+    """
+    if username or password:
+        if not (username and password):
+            raise ConvergeError("registry_username and registry_password must be given together")
+        return Credentials(username=username, password=password)
+    path = docker_config_path(docker_config)
+    config = _read_docker_config(path, required=docker_config is not None)
+    host = _normalize_host(registry_host)
+    helper = _lookup_host(config.get("credHelpers"), host)
+    return (
+        (helper and _credentials_from_helper(helper, registry_host))
+        or _credentials_from_auths(_lookup_host(config.get("auths"), host), path, host)
+        or (config.get("credsStore") and _credentials_from_helper(config["credsStore"], registry_host))
+        or None
+    )
+
+
+def credentials_from_params(params, registry_host):
+    """resolve_credentials with the options of the ``berth.converge.registry`` doc fragment."""
+    return resolve_credentials(registry_host, params.get("registry_username"), params.get("registry_password"),
+                               params.get("docker_config"))
+
+
+def docker_config_path(docker_config=None):
+    """Path of the Docker config file: the given one, ``$DOCKER_CONFIG/config.json`` or the home default."""
+    if docker_config:
+        return os.path.expanduser(docker_config)
+    directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
+
+
+def _read_docker_config(path, required):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except FileNotFoundError:
+        if required:
+            raise ConvergeError(f"Docker config {path} (docker_config) does not exist", path=path) from None
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConvergeError(f"cannot read Docker config {path}: {exc}", path=path) from None
+    if not isinstance(config, dict):
+        raise ConvergeError(f"Docker config {path} is not a JSON object", path=path)
+    return config
+
+
+def _normalize_host(key):
+    """Host of a config key such as ``https://host/v1/``; Docker Hub's aliases become ``docker.io``."""
+    host = urlsplit(key if "://" in key else f"//{key}").netloc.lower()
+    return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
+
+
+def _lookup_host(section, host):
+    if not isinstance(section, dict):
+        return None
+    return next((value for key, value in section.items() if _normalize_host(key) == host), None)
+
+
+def _credentials_from_auths(entry, path, host):
+    if not isinstance(entry, dict):
+        return None
+    username, password = entry.get("username"), entry.get("password")
+    if entry.get("auth"):
+        username, password = _decode_auth(entry["auth"], path, host)
+    if entry.get("identitytoken"):
+        return Credentials(username=username, identity_token=entry["identitytoken"])
+    if username and password:
+        return Credentials(username=username, password=password)
+    return None
+
+
+def _decode_auth(value, path, host):
+    try:
+        username, colon, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError, TypeError):
+        colon = ""
+    if not colon:
+        raise ConvergeError(f"Docker config {path}: auths entry for {host} has an \"auth\" value that is not "
+                            "base64 of user:password", path=path, registry=host)
+    return username, password
+
+
+def _credentials_from_helper(helper, registry_host):
+    program = f"docker-credential-{helper}"
+    if not shutil.which(program):
+        return None
+    server = DOCKER_HUB_CONFIG_KEY if _normalize_host(registry_host) == DOCKER_HUB else registry_host
+    try:
+        proc = subprocess.run([program, "get"], input=server, capture_output=True, text=True,
+                              timeout=_HELPER_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConvergeError(f"credential helper {program} failed for {server}: {exc}", registry=server) from None
+    if proc.returncode != 0:
+        # Helpers print their error message on stdout; it carries no secret.
+        message = (proc.stdout.strip() or proc.stderr.strip())
+        if _HELPER_NOT_FOUND in message.lower():
+            return None
+        raise ConvergeError(f"credential helper {program} failed for {server}: {message}", registry=server)
+    return _parse_helper_output(program, server, proc.stdout)
+
+
+def _parse_helper_output(program, server, output):
+    try:
+        answer = json.loads(output)
+        username, secret = answer["Username"], answer["Secret"]
+    except (ValueError, KeyError, TypeError):
+        # Never echo the output: it may hold the secret.
+        raise ConvergeError(f"credential helper {program} gave an unreadable answer for {server}",
+                            registry=server) from None
+    if not secret:
+        return None
+    if username == "<token>":
+        return Credentials(identity_token=secret)
+    return Credentials(username=username, password=secret)
+
+
+def is_loopback(host):
+    """True for ``localhost``, ``127.0.0.0/8`` and ``[::1]`` hosts, with or without a port."""
+    hostname = urlsplit(f"//{host}").hostname or ""
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class _Challenge:
+    """A parsed ``WWW-Authenticate`` header."""
+
+    scheme: str
+    params: tuple = ()
+
+    @classmethod
+    def parse(cls, header):
+        if not header:
+            return None
+        scheme, _space, rest = header.strip().partition(" ")
+        params = re.findall(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]*))', rest)
+        return cls(scheme.lower(), tuple((key.lower(), quoted or bare) for key, quoted, bare in params))
+
+    def get(self, key):
+        return dict(self.params).get(key)
+
+
+class _TokenCache:
+    """Bearer tokens per scope; concurrent askers for one scope wait for a single fetch."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries = {}
+
+    def get(self, key, fetch):
+        with self._lock:
+            entry = self._entries.setdefault(key, {"lock": threading.Lock(), "token": None, "expires": 0.0})
+        with entry["lock"]:
+            if entry["token"] is None or time.monotonic() >= entry["expires"]:
+                token, lifetime = fetch()
+                entry["token"] = token
+                entry["expires"] = time.monotonic() + max(lifetime - _TOKEN_SAFETY_SECONDS, 1)
+            return entry["token"]
+
+
+class _Transport:
+    """Request settings taken from the environment once.
+
+    The sessions do not read the environment themselves (``trust_env`` off): requests would scan all of
+    ``os.environ`` for proxies on every request, and let ``REQUESTS_CA_BUNDLE`` override ``ca_cert``.
+    """
+
+    def __init__(self, ca_cert, validate_certs, timeout):
+        env_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self.verify = (ca_cert or env_bundle or True) if validate_certs else False
+        self.timeout = timeout
+        self._proxies = {}
+
+    def options(self, url):
+        """``verify``, ``timeout`` and ``proxies`` (honouring ``*_proxy`` and ``no_proxy``) for a request to url."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self._proxies:
+            self._proxies[origin] = requests.utils.get_environ_proxies(origin)
+        return {"verify": self.verify, "timeout": self.timeout, "proxies": self._proxies[origin]}
+
+
+class _Registry:
+    """One registry: base URL (scheme chosen once), HTTP session and authentication."""
+
+    def __init__(self, host, base_url, session, challenge, credentials, transport):
+        self.host = host
+        self.base_url = base_url
+        self.session = session
+        self.challenge = challenge
+        self.credentials = credentials
+        self.transport = transport
+        self._tokens = _TokenCache()
+
+    def manifest_digest(self, reference, ref):
+        url = f"{self.base_url}/v2/{reference.repository}/manifests/{reference.target}"
+        response, headers = self._authorized("HEAD", url, reference, ref)
+        if response.status_code == 404:
+            return None
+        self._check_status(response, ref)
+        digest = response.headers.get("Docker-Content-Digest")
+        return digest or self._digest_of_body(url, headers, ref)
+
+    def _authorized(self, method, url, reference, ref):
+        headers = {"Accept": MANIFEST_ACCEPT, **self._auth_header(self.challenge, reference, ref)}
+        response = self._send(method, url, ref, headers=headers)
+        challenge = _Challenge.parse(response.headers.get("WWW-Authenticate"))
+        if response.status_code == 401 and challenge:
+            # The repository may ask for something the /v2/ probe did not (another scheme or realm).
+            retry = {"Accept": MANIFEST_ACCEPT, **self._auth_header(challenge, reference, ref)}
+            if retry != headers:
+                headers, response = retry, self._send(method, url, ref, headers=retry)
+        return response, headers
+
+    def _digest_of_body(self, url, headers, ref):
+        # Some registries omit Docker-Content-Digest on HEAD; the digest is that of the manifest bytes.
+        response = self._send("GET", url, ref, headers=headers)
+        self._check_status(response, ref)
+        return "sha256:" + hashlib.sha256(response.content).hexdigest()
+
+    def _auth_header(self, challenge, reference, ref):
+        if challenge is None:
+            return {}
+        if challenge.scheme == "basic" and self.credentials and self.credentials.password:
+            pair = f"{self.credentials.username}:{self.credentials.password}".encode("utf-8")
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        if challenge.scheme == "bearer" and challenge.get("realm"):
+            scope = f"repository:{reference.repository}:pull"
+            key = (challenge.get("realm"), challenge.get("service"), scope)
+            token = self._tokens.get(key, lambda: self._fetch_token(challenge, scope, ref))
+            return {"Authorization": f"Bearer {token}"}
+        return {}
+
+    def _fetch_token(self, challenge, scope, ref):
+        realm = challenge.get("realm")
+        params = {key: value for key, value in (("service", challenge.get("service")), ("scope", scope)) if value}
+        creds = self.credentials
+        if creds and creds.identity_token:
+            form = dict(params, grant_type="refresh_token", refresh_token=creds.identity_token,
+                        client_id="berth.converge")
+            response = self._send("POST", realm, ref, data=form)
+        else:
+            auth = (creds.username, creds.password) if creds and creds.password else None
+            response = self._send("GET", realm, ref, params=params, auth=auth)
+        self._check_status(response, ref, what=f"token service {realm}")
+        return self._token_from(response, realm, ref)
+
+    def _token_from(self, response, realm, ref):
+        try:
+            body = response.json()
+            token = body.get("token") or body.get("access_token")
+            lifetime = int(body.get("expires_in") or _DEFAULT_TOKEN_SECONDS)
+        except (ValueError, AttributeError, TypeError):
+            token = None
+        if not token:
+            raise ConvergeError(f"image {ref}: token service {realm} of registry {self.host} returned no token",
+                                image=ref, registry=self.host)
+        return token, lifetime
+
+    def _send(self, method, url, ref, **kwargs):
+        try:
+            return self.session.request(method, url, **self.transport.options(url), **kwargs)
+        except requests.RequestException as exc:
+            raise ConvergeError(f"image {ref}: request to registry {self.host} failed: {exc}",
+                                image=ref, registry=self.host) from None
+
+    def _check_status(self, response, ref, what="manifest request"):
+        status = response.status_code
+        if status in (401, 403):
+            raise ConvergeError(self._refused(ref, status, what), image=ref, registry=self.host, status=status)
+        if status >= 400:
+            raise ConvergeError(f"image {ref}: registry {self.host} answered HTTP {status} to the {what}",
+                                image=ref, registry=self.host, status=status)
+
+    def _refused(self, ref, status, what):
+        if self.credentials:
+            who = f"user {self.credentials.username!r}" if self.credentials.username else "identity token"
+            return (f"image {ref}: registry {self.host} refused the credentials ({who}) with HTTP {status} "
+                    f"to the {what}")
+        return (f"image {ref}: registry {self.host} requires credentials (HTTP {status} to the {what}) and none "
+                "were given or found in the Docker config")
+
+
+class RegistryClient:
+    """Asks OCI registries whether manifests exist. Thread-safe; use as a context manager or call close().
+
+    ``credentials_for(registry_host)`` returns Credentials or None (see resolve_credentials). HTTPS is
+    verified with ``ca_cert`` when given. Plain HTTP is used only for loopback registries and
+    ``insecure_registries``, and only after HTTPS fails, as Docker does.
+    """
+
+    def __init__(self, credentials_for=None, ca_cert=None, validate_certs=True, insecure_registries=(),
+                 timeout=30, concurrency=16):
+        if concurrency < 1:
+            raise ConvergeError(f"concurrency must be at least 1, got {concurrency}")
+        self._credentials_for = credentials_for or (lambda host: None)
+        self._transport = _Transport(ca_cert, validate_certs, timeout)
+        self._insecure = frozenset(host.lower() for host in insecure_registries)
+        self.concurrency = concurrency
+        self._registries = {}
+        self._locks = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        """Close the HTTP sessions."""
+        for registry in self._registries.values():
+            registry.session.close()
+
+    def manifest_digest(self, ref):
+        """Digest of the manifest ``ref`` names, or None when the registry does not have it."""
+        return self._manifest_digest(parse_reference(ref), ref)
+
+    def lookup(self, refs):
+        """``(present, missing)``: dict ref -> manifest digest and the list of missing refs, in input order.
+
+        Every reference is parsed before any request; each registry is probed once; the manifest HEADs
+        then run on ``concurrency`` threads.
+        """
+        parsed = {ref: parse_reference(ref) for ref in dict.fromkeys(refs)}
+        for ref, reference in parsed.items():
+            self._registry(reference.registry, ref)
+        digests = self._digests(parsed)
+        present = {ref: digest for ref, digest in digests.items() if digest}
+        return present, [ref for ref, digest in digests.items() if not digest]
+
+    def _digests(self, parsed):
+        if not parsed:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(parsed))) as pool:
+            futures = {ref: pool.submit(self._manifest_digest, reference, ref) for ref, reference in parsed.items()}
+            try:
+                return {ref: future.result() for ref, future in futures.items()}
+            except BaseException:
+                for future in futures.values():
+                    future.cancel()
+                raise
+
+    def _manifest_digest(self, reference, ref):
+        return self._registry(reference.registry, ref).manifest_digest(reference, ref)
+
+    def _registry(self, host, ref):
+        with self._lock:
+            lock = self._locks.setdefault(host, threading.Lock())
+        with lock:
+            if host not in self._registries:
+                self._registries[host] = self._connect(host, ref)
+            return self._registries[host]
+
+    def _connect(self, host, ref):
+        api_host = DOCKER_HUB_API_HOST if host == DOCKER_HUB else host
+        credentials = self._credentials_for(host)
+        session = self._new_session()
+        try:
+            base_url, response = self._probe(session, host, api_host, ref)
+        except BaseException:
+            session.close()
+            raise
+        challenge = _Challenge.parse(response.headers.get("WWW-Authenticate")) if response.status_code == 401 else None
+        return _Registry(host, base_url, session, challenge, credentials, self._transport)
+
+    def _new_session(self):
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=self.concurrency)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.trust_env = False
+        return session
+
+    def _probe(self, session, host, api_host, ref):
+        """GET /v2/ over HTTPS, else (when allowed) plain HTTP: gives the base URL and the auth challenge."""
+        try:
+            return f"https://{api_host}", self._ping(session, f"https://{api_host}")
+        except requests.ConnectionError as https_error:  # includes TLS handshake failures
+            if not (is_loopback(host) or host.lower() in self._insecure):
+                raise ConvergeError(self._https_failed(ref, host, https_error, http_allowed=False),
+                                    image=ref, registry=host) from None
+            return f"http://{api_host}", self._ping_http(session, host, api_host, ref, https_error)
+        except requests.RequestException as exc:
+            raise ConvergeError(f"image {ref}: cannot reach registry {host}: {exc}", image=ref, registry=host) from None
+
+    def _ping(self, session, base_url):
+        return session.get(f"{base_url}/v2/", **self._transport.options(base_url))
+
+    def _ping_http(self, session, host, api_host, ref, https_error):
+        try:
+            response = self._ping(session, f"http://{api_host}")
+        except requests.RequestException:
+            response = None
+        # 400: the port speaks TLS, so the HTTPS failure (often the certificate) is the real problem.
+        if response is None or response.status_code == 400:
+            raise ConvergeError(self._https_failed(ref, host, https_error, http_allowed=True),
+                                image=ref, registry=host)
+        return response
+
+    @staticmethod
+    def _https_failed(ref, host, error, http_allowed):
+        hint = "set ca_cert to the CA that signed its certificate"
+        if not http_allowed:
+            hint += ", or add it to insecure_registries if it serves plain HTTP"
+        kind = "TLS" if isinstance(error, requests.exceptions.SSLError) else "connection"
+        return f"image {ref}: {kind} error talking to registry {host} over HTTPS ({hint}): {error}"
+
+
+def client_from_params(params, concurrency=16):
+    """A RegistryClient configured by the options of the ``berth.converge.registry`` doc fragment."""
+    return RegistryClient(
+        credentials_for=lambda host: credentials_from_params(params, host),
+        ca_cert=params.get("ca_cert"),
+        validate_certs=params.get("validate_certs", True),
+        insecure_registries=params.get("insecure_registries") or (),
+        concurrency=concurrency,
+    )
