@@ -1,0 +1,395 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Server-side apply of a set of objects: validation by dry run, per-object actions, diffs, ordered writes.
+
+The action of an object comes from comparing its dry-run apply result with the live object, so an object
+whose apply would change nothing is never written (its resourceVersion stays).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import groupby
+
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube.resource import (
+    KubeApiError,
+    crd_scopes,
+    split_api_version,
+)
+
+FIELD_MANAGER = "berth-converge"
+DEFAULT_CONCURRENCY = 8
+
+# Ownership marks on every applied object: ours, and Helm's (which werf honours too), so tools of either
+# family see which release owns an object and none adopts another's.
+RELEASE_ANNOTATION = "berth.converge/release"
+RELEASE_NAMESPACE_ANNOTATION = "berth.converge/release-namespace"
+HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
+HELM_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
+WEIGHT_ANNOTATION = "werf.io/weight"
+LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+CREATE, UPDATE, UNCHANGED, DELETE = "create", "update", "unchanged", "delete"
+# Fields the server changes on its own; they never mean that our apply would change the object.
+VOLATILE_METADATA = ("resourceVersion", "generation", "managedFields", "uid", "creationTimestamp", "selfLink")
+
+# Secret values are masked with a keyed hash: equal values get equal masks within one run (so a change
+# stays visible in a diff) while the mask cannot be matched against guessed values.
+_MASK_KEY = os.urandom(32)
+
+
+@dataclass(frozen=True, order=True)
+class ResourceId:
+    """What identifies an object across revisions: API group (not version), kind, namespace, name."""
+
+    group: str
+    kind: str
+    namespace: str  # "" for cluster-scoped objects
+    name: str
+
+    @classmethod
+    def of(cls, obj):
+        group, _version = split_api_version(obj["apiVersion"])
+        return cls(group, obj["kind"], obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
+
+    @property
+    def label(self):
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
+
+
+@dataclass
+class Desired:
+    """One manifest, ready to apply: namespace settled and ownership annotations added."""
+
+    obj: dict
+    rid: ResourceId
+    order: tuple
+    rtype: object = None  # ResourceType; None while the server does not serve the kind
+
+    @property
+    def api_version(self):
+        return self.obj["apiVersion"]
+
+
+@dataclass
+class Planned:
+    """The action for one object, with the live object and the result the apply gives (or gave)."""
+
+    rid: ResourceId
+    api_version: str
+    action: str
+    live: dict = None
+    after: dict = None
+    desired: Desired = None
+    validated: bool = True
+    notes: list = field(default_factory=list)
+
+    @property
+    def changed(self):
+        return self.action != UNCHANGED
+
+    def result(self, with_diff=False):
+        out = {"apiVersion": self.api_version, "kind": self.rid.kind, "namespace": self.rid.namespace or None,
+               "name": self.rid.name, "action": self.action, "changed": self.changed}
+        if with_diff:
+            out["diff"] = {"before": diff_view(self.live), "after": None if self.action == DELETE
+                           else diff_view(self.after)}
+        return out
+
+
+def order_key(obj):
+    """(phase, weight): CRDs first, then Namespaces, then ascending werf.io/weight (default 0)."""
+    if obj["kind"] == "CustomResourceDefinition":
+        return (0, 0)
+    if obj["kind"] == "Namespace" and obj["apiVersion"] == "v1":
+        return (1, 0)
+    raw = ((obj["metadata"].get("annotations") or {}).get(WEIGHT_ANNOTATION)) or "0"
+    try:
+        return (2, int(raw))
+    except ValueError:
+        raise ConvergeError(f"{ResourceId.of(obj).label}: annotation {WEIGHT_ANNOTATION} must be an integer, "
+                            f"got {raw!r}")
+
+
+def apply_groups(items):
+    """Items (having .order) split into the groups applied one after another, keeping order within a group."""
+    ordered = sorted(items, key=lambda item: item.order)
+    return [list(group) for _key, group in groupby(ordered, key=lambda item: item.order)]
+
+
+def prepare(manifests, release, namespace, mapper):
+    """Desired objects for the manifests: namespace defaulted (namespaced kinds) or dropped (cluster-scoped),
+    ownership annotations added; the input is not modified."""
+    objects = [_checked_copy(manifest, index) for index, manifest in enumerate(manifests)]
+    scopes = crd_scopes(objects)
+    desired, seen = [], {}
+    for index, obj in enumerate(objects):
+        rtype = mapper.find(obj["apiVersion"], obj["kind"])
+        group, _version = split_api_version(obj["apiVersion"])
+        namespaced = rtype.namespaced if rtype else scopes.get((group, obj["kind"]), True)
+        if namespaced:
+            obj["metadata"]["namespace"] = obj["metadata"].get("namespace") or namespace
+        else:
+            obj["metadata"].pop("namespace", None)
+        _annotate(obj, release, namespace)
+        item = Desired(obj, ResourceId.of(obj), order_key(obj), rtype)
+        if item.rid in seen:
+            raise ConvergeError(f"{item.rid.label} appears twice in the manifests (items {seen[item.rid]} "
+                                f"and {index})")
+        seen[item.rid] = index
+        desired.append(item)
+    return desired
+
+
+def _checked_copy(manifest, index):
+    if not isinstance(manifest, dict):
+        raise ConvergeError(f"manifests item {index} is not a mapping")
+    metadata = manifest.get("metadata")
+    missing = [key for key in ("apiVersion", "kind") if not isinstance(manifest.get(key), str)]
+    if not isinstance(metadata, dict) or not metadata.get("name"):
+        missing.append("metadata.name")
+    if missing:
+        raise ConvergeError(f"manifests item {index} ({manifest.get('kind', 'unknown kind')}) lacks "
+                            + ", ".join(missing))
+    return copy.deepcopy(manifest)
+
+
+def _annotate(obj, release, namespace):
+    annotations = obj["metadata"].get("annotations") or {}
+    annotations.update({RELEASE_ANNOTATION: release, RELEASE_NAMESPACE_ANNOTATION: namespace,
+                        HELM_RELEASE_ANNOTATION: release, HELM_NAMESPACE_ANNOTATION: namespace})
+    obj["metadata"]["annotations"] = annotations
+
+
+def owner_of(obj):
+    """(release, namespace) recorded on a live object by us or by Helm/werf, or None when unowned."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    release = annotations.get(RELEASE_ANNOTATION) or annotations.get(HELM_RELEASE_ANNOTATION)
+    if not release:
+        return None
+    return release, annotations.get(RELEASE_NAMESPACE_ANNOTATION) or annotations.get(HELM_NAMESPACE_ANNOTATION)
+
+
+def foreign_owner(live, release, namespace):
+    """The owner of a live object when it is another release, else None."""
+    owner = owner_of(live) if live else None
+    return owner if owner and owner != (release, namespace) else None
+
+
+def comparable(obj):
+    """The object without what the server maintains by itself (status, versions, managed fields)."""
+    out = copy.deepcopy(obj)
+    out.pop("status", None)
+    metadata = out.get("metadata") or {}
+    for key in VOLATILE_METADATA:
+        metadata.pop(key, None)
+    return out
+
+
+def decide_action(live, after):
+    """create when nothing is live, unchanged when applying leaves the object as it is, else update."""
+    if live is None:
+        return CREATE
+    return UNCHANGED if comparable(live) == comparable(after) else UPDATE
+
+
+def mask_value(value):
+    digest = hmac.new(_MASK_KEY, str(value).encode(), hashlib.sha256).hexdigest()[:12]
+    return f"<hidden:{digest}>"
+
+
+def mask_secrets(obj):
+    """A copy of obj whose Secret values (data, stringData, kubectl's last-applied copy) are masked."""
+    if not obj or obj.get("kind") != "Secret" or obj.get("apiVersion") != "v1":
+        return obj
+    out = copy.deepcopy(obj)
+    for key in ("data", "stringData"):
+        if isinstance(out.get(key), dict):
+            out[key] = {name: mask_value(value) for name, value in out[key].items()}
+    annotations = (out.get("metadata") or {}).get("annotations") or {}
+    if LAST_APPLIED_ANNOTATION in annotations:
+        annotations[LAST_APPLIED_ANNOTATION] = mask_value(annotations[LAST_APPLIED_ANNOTATION])
+    return out
+
+
+def scrub_secret_values(message, obj):
+    """The message with the values of a Secret object masked (API errors may quote the offending value)."""
+    if not obj or obj.get("kind") != "Secret":
+        return message
+    values = [str(v) for key in ("data", "stringData") for v in (obj.get(key) or {}).values()]
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= 3:  # shorter strings are no secret but occur everywhere in a message
+            message = message.replace(value, mask_value(value))
+    return message
+
+
+def diff_view(obj):
+    return None if obj is None else mask_secrets(comparable(obj))
+
+
+def run_parallel(function, items, concurrency):
+    """[(item, result or the exception raised)] in the order of items."""
+    def call(item):
+        try:
+            return item, function(item)
+        except Exception as exc:  # reported per item by the caller
+            return item, exc
+
+    if len(items) <= 1:
+        return [call(item) for item in items]
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(items)))) as pool:
+        return list(pool.map(call, items))
+
+
+def rejection_error(headline, failures):
+    """One error naming every failed object with the API server's message."""
+    lines = [f"  - {rid.label}: {message}" for rid, message in failures]
+    return ConvergeError(headline + ":\n" + "\n".join(lines),
+                         rejected=[{"kind": rid.kind, "namespace": rid.namespace or None, "name": rid.name,
+                                    "message": message} for rid, message in failures])
+
+
+class Applier:
+    """Plans and applies the Desired objects of one release with server-side apply."""
+
+    def __init__(self, kube, mapper, release, namespace, force_conflicts=False, concurrency=DEFAULT_CONCURRENCY):
+        self.kube = kube
+        self.mapper = mapper
+        self.release = release
+        self.namespace = namespace
+        self.force_conflicts = force_conflicts
+        self.concurrency = concurrency
+
+    def plan(self, desired, creatable_namespaces=(), written="nothing was applied"):
+        """Planned actions for every object, validated by a server-side dry run.
+
+        Objects whose kind (a CRD of the set) or namespace (created by the set, or one of creatable_namespaces)
+        does not exist yet cannot be validated yet: they are planned as unvalidated creates.
+        Raises ConvergeError naming every rejected object; `written` says what was written so far.
+        """
+        waiting_kinds = set(crd_scopes([item.obj for item in desired]))
+        creatable = set(creatable_namespaces) | {item.rid.name for item in desired if item.order[0] == 1}
+        missing = self._missing_namespaces(desired)
+        planned, to_check, failures = {}, [], []
+        for item in desired:
+            if item.rtype is None and (item.rid.group, item.rid.kind) not in waiting_kinds:
+                failures.append((item.rid, f"the API server does not serve kind {item.rid.kind} "
+                                           f"in apiVersion {item.api_version}"))
+            elif item.rid.namespace in missing and item.rid.namespace not in creatable:
+                failures.append((item.rid, f"namespace {item.rid.namespace} does not exist"))
+            elif item.rtype is None:
+                planned[id(item)] = _unvalidated(item, "its CustomResourceDefinition")
+            elif item.rid.namespace in missing:
+                planned[id(item)] = _unvalidated(item, f"namespace {item.rid.namespace}")
+            else:
+                to_check.append(item)
+        for item, outcome in run_parallel(self._plan_one, to_check, self.concurrency):
+            if isinstance(outcome, Exception):
+                failures.append((item.rid, scrub_secret_values(_message(outcome), item.obj)))
+            else:
+                planned[id(item)] = outcome
+        if failures:
+            raise rejection_error(f"the API server rejected {len(failures)} of {len(desired)} resources of "
+                                  f"release {self.release}; {written}", sorted(failures))
+        return [planned[id(item)] for item in desired]
+
+    def apply(self, planned):
+        """Write every create and update, group after group; CRDs and Namespaces go first, and the objects
+        that needed them are validated once they exist. Returns the planned list with final results."""
+        self._write([p for p in planned if p.desired.order[0] < 2])
+        deferred = [p.desired for p in planned if not p.validated]
+        if deferred:
+            for item in deferred:
+                item.rtype = self.mapper.find(item.api_version, item.rid.kind)
+            written = "only its CustomResourceDefinitions and Namespaces were applied"
+            revalidated = {id(p.desired): p for p in self.plan(deferred, written=written)}
+            planned = [revalidated.get(id(p.desired), p) for p in planned]
+        self._write([p for p in planned if p.desired.order[0] == 2])
+        return planned
+
+    def delete(self, planned_deletes):
+        """Delete (background propagation) the objects, Namespaces last."""
+        ordered = sorted(planned_deletes, key=lambda p: p.rid.kind == "Namespace")
+        for _is_namespace, group in groupby(ordered, key=lambda p: p.rid.kind == "Namespace"):
+            self._run_group(list(group), self._delete_one, "deleting")
+
+    def live(self, api_version, rid):
+        """The live object, or None."""
+        rtype = self.mapper.find(api_version, rid.kind)
+        return self.kube.get_or_none(rtype.path(rid.namespace, rid.name)) if rtype else None
+
+    def _write(self, planned):
+        changes = [p for p in planned if p.action in (CREATE, UPDATE)]
+        for group in apply_groups([p.desired for p in changes]):
+            members = {id(item) for item in group}
+            self._run_group([p for p in changes if id(p.desired) in members], self._write_one, "applying")
+
+    def _run_group(self, planned, function, doing):
+        failures = [(p.rid, scrub_secret_values(_message(outcome), p.desired.obj if p.desired else p.live))
+                    for p, outcome in run_parallel(function, planned, self.concurrency)
+                    if isinstance(outcome, Exception)]
+        if failures:
+            raise rejection_error(f"{doing} release {self.release} failed for {len(failures)} resources",
+                                  sorted(failures))
+
+    def _write_one(self, planned):
+        planned.after = self._apply_request(planned.desired, dry_run=False)
+        if planned.rid.kind == "CustomResourceDefinition":
+            self.mapper.wait_for_crd(planned.rid.name)
+
+    def _delete_one(self, planned):
+        rtype = self.mapper.lookup(planned.api_version, planned.rid.kind)
+        try:
+            self.kube.request("DELETE", rtype.path(planned.rid.namespace, planned.rid.name),
+                              body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise
+
+    def _plan_one(self, item):
+        live = self.kube.get_or_none(item.rtype.path(item.rid.namespace, item.rid.name))
+        owner = foreign_owner(live, self.release, self.namespace)
+        if owner:
+            raise ConvergeError(f"it belongs to release {owner[0]} in namespace {owner[1]}; release "
+                                f"{self.release} in namespace {self.namespace} will not adopt it")
+        after = self._apply_request(item, dry_run=True)
+        return Planned(item.rid, item.api_version, decide_action(live, after), live, after, item)
+
+    def _apply_request(self, item, dry_run):
+        # Strict, as kubectl: unknown or duplicate fields are errors, not silently dropped.
+        query = {"fieldManager": FIELD_MANAGER, "force": "true" if self.force_conflicts else "false",
+                 "fieldValidation": "Strict"}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.kube.request("PATCH", item.rtype.path(item.rid.namespace, item.rid.name), query, item.obj,
+                                 "application/apply-patch+yaml")
+
+    def _missing_namespaces(self, desired):
+        names = sorted({item.rid.namespace for item in desired if item.rid.namespace})
+        found = run_parallel(lambda name: self.kube.get_or_none(f"/api/v1/namespaces/{name}"), names,
+                             self.concurrency)
+        missing = set()
+        for name, outcome in found:
+            if isinstance(outcome, Exception):
+                raise ConvergeError(f"cannot read namespace {name}: {_message(outcome)}")
+            if outcome is None:
+                missing.add(name)
+        return missing
+
+
+def _unvalidated(item, prerequisite):
+    return Planned(item.rid, item.api_version, CREATE, None, item.obj, item, validated=False,
+                   notes=[f"not validated by a dry run: {prerequisite} does not exist yet"])
+
+
+def _message(exc):
+    if isinstance(exc, ConvergeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,527 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A release: its revisions (one Secret each, like Helm), its lock (a Lease), pruning, and the apply of a
+whole manifest set as one revision."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from urllib.parse import quote
+
+from ansible.module_utils.common.yaml import yaml_dump
+
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube.apply import (
+    DEFAULT_CONCURRENCY,
+    DELETE,
+    Applier,
+    Planned,
+    ResourceId,
+    diff_view,
+    foreign_owner,
+    prepare,
+    run_parallel,
+)
+from ansible_collections.berth.converge.plugins.module_utils.kube.resource import (
+    Kube,
+    KubeApiError,
+    ResourceMapper,
+    split_api_version,
+)
+
+BERTH_VERSION = "0.1.0"
+OWNER = "berth-converge"
+REVISION_TYPE = "berth.converge/release.v1"
+DEPLOYED, FAILED, SUPERSEDED, PENDING = "deployed", "failed", "superseded", "pending"
+STATUSES = (DEPLOYED, FAILED, SUPERSEDED, PENDING)
+SUCCESSFUL = (DEPLOYED, SUPERSEDED)  # superseded revisions were deployed before a newer one
+# A Secret holds at most 1 MiB; leave room for its metadata.
+MAX_PAYLOAD = 1000 * 1024
+KEEP_POLICY_ANNOTATION = "helm.sh/resource-policy"
+LEASE_SECONDS = 30
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------------------------- revisions
+
+def revision_name(release, version):
+    return f"berth.release.v1.{release}.v{version}"
+
+
+def encode_payload(payload):
+    """base64(gzip(JSON)) as stored under the key `release` of a revision Secret's data."""
+    return base64.b64encode(gzip.compress(json.dumps(payload, sort_keys=True).encode(), mtime=0)).decode()
+
+
+def decode_payload(text):
+    return json.loads(gzip.decompress(base64.b64decode(text)))
+
+
+@dataclass
+class Revision:
+    """One recorded revision of a release; the payload is decoded on first use."""
+
+    release: str
+    namespace: str
+    version: int
+    status: str
+    encoded: str
+
+    @classmethod
+    def from_secret(cls, secret):
+        labels = secret["metadata"].get("labels") or {}
+        return cls(labels["name"], secret["metadata"]["namespace"], int(labels["version"]), labels["status"],
+                   (secret.get("data") or {}).get("release", ""))
+
+    @cached_property
+    def payload(self):
+        try:
+            return decode_payload(self.encoded)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ConvergeError(f"revision Secret {revision_name(self.release, self.version)} in namespace "
+                                f"{self.namespace} has an unreadable payload: {exc}")
+
+    @property
+    def manifests(self):
+        return self.payload.get("manifests") or []
+
+    @property
+    def resources(self):
+        return self.payload.get("resources") or []
+
+    def summary(self):
+        """What release_info shows: no manifests (they may hold Secrets)."""
+        payload = self.payload
+        return {"revision": self.version, "status": self.status, "description": payload.get("description"),
+                "reason": payload.get("reason"), "commit": payload.get("commit"), "images": payload.get("images"),
+                "time": payload.get("time"), "updated": payload.get("updated"),
+                "resource_count": len(self.resources), "berth_version": payload.get("berth_version")}
+
+
+def _secrets_path(namespace, name=None):
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets"
+    return path + (f"/{quote(name, safe='')}" if name else "")
+
+
+def history(api, release, namespace):
+    """Every revision of the release, oldest first."""
+    kube = Kube.of(api)
+    try:
+        listing = kube.request("GET", _secrets_path(namespace),
+                               {"labelSelector": f"owner={OWNER},name={release}"})
+    except KubeApiError as exc:
+        raise ConvergeError(f"cannot read the revisions of release {release} in namespace {namespace}: {exc}")
+    revisions = [Revision.from_secret(item) for item in listing.get("items", [])
+                 if item.get("type") == REVISION_TYPE]
+    return sorted(revisions, key=lambda revision: revision.version)
+
+
+def latest(api, release, namespace):
+    revisions = history(api, release, namespace)
+    return revisions[-1] if revisions else None
+
+
+def last_deployed(api, release, namespace, before=None):
+    """The newest successfully deployed revision (status deployed or superseded), older than `before`."""
+    return last_successful(history(api, release, namespace), before)
+
+
+def last_successful(revisions, before=None):
+    for revision in reversed(revisions):
+        if revision.status in SUCCESSFUL and (before is None or revision.version < before):
+            return revision
+    return None
+
+
+def record_revision(api, release, namespace, *, manifests, images=None, commit=None, resources=(),
+                    status=PENDING, description=""):
+    """Record the next revision of the release and return it."""
+    _check_status(status)
+    kube = Kube.of(api)
+    previous = latest(kube, release, namespace)
+    version = previous.version + 1 if previous else 1
+    payload = {"release": release, "namespace": namespace, "revision": version, "status": status,
+               "description": description, "reason": None, "manifests": manifests, "images": images or [],
+               "commit": commit, "resources": list(resources), "time": _iso(_now()), "updated": None,
+               "berth_version": BERTH_VERSION}
+    encoded = encode_payload(payload)
+    if len(encoded) > MAX_PAYLOAD:
+        raise ConvergeError(f"release {release} revision {version} is {len(encoded)} bytes compressed, more than "
+                            f"a Secret can hold ({MAX_PAYLOAD}); split the chart into several releases")
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": REVISION_TYPE,
+              "metadata": {"name": revision_name(release, version), "namespace": namespace,
+                           "labels": _labels(release, version, status)},
+              "data": {"release": encoded}}
+    try:
+        created = kube.request("POST", _secrets_path(namespace), body=secret)
+    except KubeApiError as exc:
+        raise ConvergeError(f"cannot record revision {version} of release {release} in namespace {namespace}: "
+                            f"{exc}")
+    return Revision.from_secret(created)
+
+
+def set_revision_status(api, release, namespace, revision, status, reason=None):
+    """Set the status (and the reason, e.g. why it failed) of a recorded revision; returns it."""
+    _check_status(status)
+    kube = Kube.of(api)
+    path = _secrets_path(namespace, revision_name(release, revision))
+    for _attempt in range(5):
+        secret = kube.get_or_none(path)
+        if secret is None:
+            raise ConvergeError(f"release {release} has no revision {revision} in namespace {namespace}")
+        payload = decode_payload(secret["data"]["release"])
+        payload.update(status=status, reason=reason, updated=_iso(_now()))
+        secret["data"]["release"] = encode_payload(payload)
+        secret["metadata"]["labels"]["status"] = status
+        try:
+            return Revision.from_secret(kube.request("PUT", path, body=secret))
+        except KubeApiError as exc:
+            if exc.status != 409:  # 409: changed meanwhile; read it again
+                raise ConvergeError(f"cannot set the status of revision {revision} of release {release}: {exc}")
+    raise ConvergeError(f"revision {revision} of release {release} kept changing while setting its status")
+
+
+def _labels(release, version, status):
+    return {"owner": OWNER, "name": release, "version": str(version), "status": status}
+
+
+def _check_status(status):
+    if status not in STATUSES:
+        raise ConvergeError(f"unknown revision status {status!r}; one of {', '.join(STATUSES)}")
+
+
+def _supersede_older(kube, release, namespace, version):
+    for revision in history(kube, release, namespace):
+        if revision.version < version and revision.status == DEPLOYED:
+            set_revision_status(kube, release, namespace, revision.version, SUPERSEDED)
+
+
+# ---------------------------------------------------------------------------------------------------- lock
+
+class ReleaseLock:
+    """A coordination.k8s.io Lease `berth-converge.<release>` held while a converge writes the release.
+
+    Renewed in the background while held; taken over only once expired. `waited` (seconds) and
+    `waited_for` (the holder we waited for) tell whether another converge held it first.
+    """
+
+    def __init__(self, api, release, namespace, timeout=300, duration=LEASE_SECONDS, poll=0.5):
+        self.kube = Kube.of(api)
+        self.release_name = release
+        self.namespace = namespace
+        self.timeout = timeout
+        self.duration = duration
+        self.poll = poll
+        self.name = f"berth-converge.{release}"
+        self.identity = f"{socket.gethostname()}/{os.getpid()}/{os.urandom(4).hex()}"
+        self.path = (f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace, safe='')}/leases/"
+                     f"{quote(self.name, safe='')}")
+        self.waited = 0.0
+        self.waited_for = None
+        self.lost = False
+        self._lease = None
+        self._stop = threading.Event()
+        self._renewer = None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+
+    def acquire(self):
+        started = time.monotonic()
+        while True:
+            blocking = self._try_take()
+            if blocking is None:
+                break
+            self.waited_for = blocking["spec"].get("holderIdentity")
+            if time.monotonic() - started >= self.timeout:
+                raise ConvergeError(_locked_message(self, blocking), holder=self.waited_for)
+            time.sleep(self.poll)
+        self.waited = round(time.monotonic() - started, 3) if self.waited_for else 0.0
+        self._renewer = threading.Thread(target=self._renew_loop, name=f"lease {self.name}", daemon=True)
+        self._renewer.start()
+
+    def release(self):
+        self._stop.set()
+        if self._renewer:
+            self._renewer.join()
+        if self._lease is None or self.lost:
+            return
+        try:
+            self.kube.request("DELETE", self.path, body={
+                "kind": "DeleteOptions", "apiVersion": "v1",
+                "preconditions": {"resourceVersion": self._lease["metadata"]["resourceVersion"]}})
+        except KubeApiError as exc:
+            if exc.status not in (404, 409):  # 404/409: already gone, or taken over after expiry
+                raise
+        self._lease = None
+
+    def _try_take(self):
+        """None when we hold the lease now, else the lease that blocks us."""
+        current = self.kube.get_or_none(self.path)
+        now = _now()
+        if current is not None and not _expired(current, now):
+            return current
+        spec = {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration,
+                "acquireTime": _micro(now), "renewTime": _micro(now),
+                "leaseTransitions": ((current or {}).get("spec", {}).get("leaseTransitions") or 0)
+                + (1 if current else 0)}
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace}, "spec": spec}
+        try:
+            if current is None:
+                self._lease = self.kube.request("POST", self.path.rsplit("/", 1)[0], body=body)
+            else:
+                body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                self._lease = self.kube.request("PUT", self.path, body=body)
+        except KubeApiError as exc:
+            if exc.status == 409:  # another converge was faster
+                return self.kube.get_or_none(self.path) or {"spec": {}}
+            raise ConvergeError(f"cannot take the lock Lease {self.name} in namespace {self.namespace}: {exc}")
+        return None
+
+    def _renew_loop(self):
+        while not self._stop.wait(self.duration / 3):
+            patch = {"metadata": {"resourceVersion": self._lease["metadata"]["resourceVersion"]},
+                     "spec": {"renewTime": _micro(_now())}}
+            try:
+                self._lease = self.kube.request("PATCH", self.path, body=patch,
+                                                content_type="application/merge-patch+json")
+            except KubeApiError as exc:
+                if exc.status in (404, 409):  # expired and taken over: keep going, but say so at the end
+                    self.lost = True
+                    return
+            except Exception:  # a network blip; the next renewal retries
+                continue
+
+
+def _micro(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text):
+    """An API server time: RFC 3339 in UTC, with microseconds (MicroTime) or without (Time)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _expired(lease, now):
+    spec = lease.get("spec") or {}
+    if not spec.get("holderIdentity") or not spec.get("renewTime"):
+        return True
+    return _parse_time(spec["renewTime"]) + timedelta(seconds=spec.get("leaseDurationSeconds") or 0) < now
+
+
+def _locked_message(lock, lease):
+    spec = lease.get("spec") or {}
+    return (f"release {lock.release_name} in namespace {lock.namespace} is locked by {spec.get('holderIdentity')} "
+            f"since {spec.get('acquireTime')} (Lease {lock.name}, last renewed {spec.get('renewTime')}); "
+            f"gave up after waiting {lock.timeout} s")
+
+
+# --------------------------------------------------------------------------------------------------- prune
+
+def record_of(api_version, rid):
+    return {"apiVersion": api_version, "kind": rid.kind, "namespace": rid.namespace or None, "name": rid.name}
+
+
+def prune_candidates(revisions, desired_ids, release_namespace):
+    """(apiVersion, ResourceId) of objects recorded since the last successful revision and no longer
+    desired, plus warnings for those never pruned (CustomResourceDefinitions, the release namespace)."""
+    last_good = last_successful(revisions)
+    since = [r for r in revisions if last_good is None or r.version >= last_good.version]
+    candidates, warnings, seen = [], [], set(desired_ids)
+    for revision in since:
+        for record in revision.resources:
+            group, _version = split_api_version(record["apiVersion"])
+            rid = ResourceId(group, record["kind"], record.get("namespace") or "", record["name"])
+            if rid in seen:
+                continue
+            seen.add(rid)
+            release_namespace_object = ("Namespace", "", release_namespace)
+            if rid.kind == "CustomResourceDefinition" or (rid.kind, rid.group, rid.name) == release_namespace_object:
+                warnings.append(f"{rid.label} is no longer in the release but is kept: deleting it would "
+                                "delete everything in it")
+                continue
+            candidates.append((record["apiVersion"], rid))
+    return candidates, warnings
+
+
+def plan_prune(applier, revisions, desired_ids, warnings):
+    """Planned deletes of the prune candidates that still exist and belong to this release."""
+    candidates, kept = prune_candidates(revisions, desired_ids, applier.namespace)
+    warnings.extend(kept)
+    deletes = []
+    for (api_version, rid), live in run_parallel(lambda c: applier.live(*c), candidates, applier.concurrency):
+        if isinstance(live, Exception):
+            raise ConvergeError(f"cannot read {rid.label} to prune it: {live}")
+        if live is None:
+            continue
+        owner = foreign_owner(live, applier.release, applier.namespace)
+        policy = ((live.get("metadata") or {}).get("annotations") or {}).get(KEEP_POLICY_ANNOTATION)
+        if owner:
+            warnings.append(f"{rid.label} is not pruned: it now belongs to release {owner[0]} in namespace "
+                            f"{owner[1]}")
+        elif policy == "keep":
+            warnings.append(f"{rid.label} is not pruned: annotation {KEEP_POLICY_ANNOTATION}=keep")
+        else:
+            deletes.append(Planned(rid, api_version, DELETE, live=live))
+    return deletes
+
+
+# -------------------------------------------------------------------------------------------------- apply
+
+@dataclass
+class ApplyOptions:
+    force_conflicts: bool = False
+    prune: bool = True
+    concurrency: int = DEFAULT_CONCURRENCY
+    lock_timeout: int = 300
+    create_namespace: bool = True
+    check_mode: bool = False
+    diff: bool = False
+
+
+@dataclass
+class ReleaseRequest:
+    """What to apply; `record_unchanged` records a revision even when no object changes (rollback)."""
+
+    manifests: list
+    images: list = None
+    commit: dict = None
+    description: str = None
+    record_unchanged: bool = False
+
+
+def apply_release(api, release, namespace, request, options=None):
+    """Apply the manifests as the next revision of the release; returns the module result (see
+    release_apply RETURN)."""
+    options = options or ApplyOptions()
+    kube = Kube.of(api)
+    if options.check_mode:
+        return converge(kube, release, namespace, request, options)
+    created_namespace = ensure_namespace(kube, namespace, options.create_namespace)
+    try:
+        with ReleaseLock(kube, release, namespace, timeout=options.lock_timeout) as lock:
+            result = converge(kube, release, namespace, request, options)
+    except ConvergeError:
+        if created_namespace:
+            _remove_unused_namespace(kube, namespace)
+        raise
+    result["lock"] = lock_result(lock, result["warnings"])
+    return result
+
+
+def lock_result(lock, warnings):
+    """The `lock` entry of a module result; warns when the lease expired while we held it."""
+    if lock.lost:
+        warnings.append(f"the lock Lease {lock.name} expired and was taken over while this run held it")
+    return {"name": lock.name, "waited": lock.waited, "waited_for": lock.waited_for}
+
+
+def converge(kube, release, namespace, request, options, revisions=None):
+    """Plan (validating everything), then, unless in check mode, record and apply the revision.
+
+    The caller holds the release lock when not in check mode.
+    """
+    mapper = ResourceMapper(kube)
+    namespace_exists = kube.get_or_none(f"/api/v1/namespaces/{quote(namespace, safe='')}") is not None
+    if not namespace_exists and not options.create_namespace:
+        raise ConvergeError(f"namespace {namespace} of release {release} does not exist and create_namespace "
+                            "is false")
+    if revisions is None:
+        revisions = history(kube, release, namespace) if namespace_exists else []
+    desired = prepare(request.manifests, release, namespace, mapper)
+    applier = Applier(kube, mapper, release, namespace, options.force_conflicts, options.concurrency)
+    planned = applier.plan(desired, creatable_namespaces=() if namespace_exists else (namespace,))
+    # Outside check mode the unvalidated objects are validated before they are written.
+    warnings = [f"{p.rid.label}: {note}" for p in planned for note in p.notes] if options.check_mode else []
+    deletes = plan_prune(applier, revisions, [d.rid for d in desired], warnings) if options.prune else []
+    changed = any(p.changed for p in planned) or bool(deletes)
+    previous = revisions[-1].version if revisions else None
+    record = changed or request.record_unchanged
+    revision = (previous or 0) + 1 if record else previous
+    if record and not options.check_mode:
+        planned = _write(kube, applier, request, planned, deletes, desired, revisions)
+    return _result(planned + deletes, changed or record, revision, warnings, options.diff)
+
+
+def _write(kube, applier, request, planned, deletes, desired, revisions):
+    """Record the revision as pending, apply and prune, then mark it deployed (or failed)."""
+    release, namespace = applier.release, applier.namespace
+    resources = [record_of(d.api_version, d.rid) for d in desired]
+    description = request.description or ("upgrade" if revisions else "install")
+    revision = record_revision(kube, release, namespace, manifests=request.manifests, images=request.images,
+                               commit=request.commit, resources=resources, description=description)
+    try:
+        planned = applier.apply(planned)
+        applier.delete(deletes)
+    except ConvergeError as exc:
+        set_revision_status(kube, release, namespace, revision.version, FAILED, reason=str(exc))
+        raise ConvergeError(f"{exc}\nRevision {revision.version} of release {release} is marked failed; what was "
+                            "applied before the failure stays applied.", revision=revision.version, **exc.details)
+    set_revision_status(kube, release, namespace, revision.version, DEPLOYED)
+    _supersede_older(kube, release, namespace, revision.version)
+    return planned
+
+
+def ensure_namespace(kube, namespace, create):
+    """True when the namespace had to be created."""
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}"
+    if kube.get_or_none(path) is not None:
+        return False
+    if not create:
+        raise ConvergeError(f"namespace {namespace} does not exist and create_namespace is false")
+    try:
+        kube.request("POST", "/api/v1/namespaces", body={"apiVersion": "v1", "kind": "Namespace",
+                                                         "metadata": {"name": namespace}})
+    except KubeApiError as exc:
+        if exc.status == 409:  # created meanwhile by someone else
+            return False
+        raise ConvergeError(f"cannot create namespace {namespace}: {exc}")
+    return True
+
+
+def _remove_unused_namespace(kube, namespace):
+    """Undo our namespace creation when the run failed before any revision was recorded in it."""
+    listing = kube.request("GET", _secrets_path(namespace), {"labelSelector": f"owner={OWNER}", "limit": "1"})
+    if not listing.get("items"):
+        kube.request("DELETE", f"/api/v1/namespaces/{quote(namespace, safe='')}")
+
+
+def _result(planned, changed, revision, warnings, with_diff):
+    result = {"changed": changed, "revision": revision, "resources": [p.result(with_diff) for p in planned],
+              "warnings": warnings}
+    if with_diff:
+        result["diff"] = [_ansible_diff(p) for p in planned if p.changed]
+    return result
+
+
+def _ansible_diff(planned):
+    """One entry of the module's `diff` list, as Ansible's --diff display expects."""
+    def text(obj):
+        return yaml_dump(obj, sort_keys=False, default_flow_style=False) if obj else ""
+
+    after = None if planned.action == DELETE else diff_view(planned.after)
+    header = f"{planned.rid.label} ({planned.action})"
+    return {"before_header": header, "after_header": header, "before": text(diff_view(planned.live)),
+            "after": text(after)}

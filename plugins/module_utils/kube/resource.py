@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""JSON requests for any resource type, and the REST mapping (apiVersion + kind -> path) from API discovery.
+
+Requests go straight through the connection pool and credentials of the kubernetes ApiClient: the generated
+typed APIs cannot address arbitrary kinds and their model (de)serialisation costs more than the requests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+
+try:
+    from urllib3.exceptions import HTTPError as TransportError
+except ImportError:  # urllib3 comes with the kubernetes library, whose absence the modules report
+    TransportError = OSError
+
+USER_AGENT = "berth-converge"
+CRD_API_VERSION = "apiextensions.k8s.io/v1"
+# Transient answers of a busy or restarting API server; every request we send is safe to repeat.
+RETRY_STATUSES = (429, 502, 503, 504)
+RETRIES = 3
+
+
+class KubeApiError(ConvergeError):
+    """A non-success answer of the API server, with its Status fields."""
+
+    def __init__(self, status, reason, message):
+        super().__init__(message or reason or f"HTTP {status}", status=status, reason=reason)
+        self.status = status
+        self.reason = reason
+
+    @property
+    def not_found(self):
+        return self.status == 404
+
+
+class Kube:
+    """Sends JSON requests to the API server of a kubernetes ApiClient and decodes the answers."""
+
+    def __init__(self, api_client):
+        self.configuration = api_client.configuration
+        self.host = self.configuration.host.rstrip("/")
+        self._pool = api_client.rest_client.pool_manager
+
+    @classmethod
+    def of(cls, api):
+        """A Kube for either a Kube or a kubernetes ApiClient."""
+        return api if isinstance(api, cls) else cls(api)
+
+    def request(self, method, path, query=None, body=None, content_type="application/json", timeout=60):
+        """The decoded JSON answer; raises KubeApiError for a non-2xx status."""
+        url = self.host + path + ("?" + urlencode(query) if query else "")
+        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._pool.request(method, url, body=payload, headers=self._headers(content_type),
+                                              timeout=timeout, preload_content=True)
+            except TransportError as exc:
+                raise ConvergeError(f"cannot reach the Kubernetes API server at {self.host}: {exc}")
+            if response.status not in RETRY_STATUSES or attempt == RETRIES:
+                break
+            time.sleep(_retry_delay(response, attempt))
+        data = _decode(response.data)
+        if not 200 <= response.status <= 299:
+            raise KubeApiError(response.status, response.reason, data.get("message") if isinstance(data, dict) else None)
+        return data
+
+    def get_or_none(self, path):
+        try:
+            return self.request("GET", path)
+        except KubeApiError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    def _headers(self, content_type):
+        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
+        auth = self.configuration.auth_settings().get("BearerToken")
+        if auth and auth.get("value"):
+            headers[auth["key"]] = auth["value"]
+        return headers
+
+
+def _retry_delay(response, attempt):
+    try:
+        return min(float(response.headers.get("Retry-After", "")), 5.0)
+    except ValueError:
+        return 0.2 * 2 ** attempt
+
+
+def _decode(raw):
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"message": raw.decode(errors="replace")[:500]}
+
+
+def split_api_version(api_version):
+    """("apps", "v1") for "apps/v1", ("", "v1") for the core "v1"."""
+    group, _slash, version = api_version.rpartition("/")
+    return group, version
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """Where objects of one kind live in the REST API."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self):
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace=None, name=None):
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        return base + (f"/{quote(name, safe='')}" if name else "")
+
+
+# Discovery answers per (API server, group/version), shared by every mapper in the process.
+_DISCOVERY = {}
+_DISCOVERY_LOCK = threading.Lock()
+
+
+class ResourceMapper:
+    """Maps apiVersion + kind to a ResourceType, discovering each group/version once per process."""
+
+    def __init__(self, kube):
+        self.kube = kube
+        self._refreshed = set()
+
+    def find(self, api_version, kind):
+        """The ResourceType, or None when the server does not serve that kind.
+
+        A miss refreshes a cached group/version once per mapper, not once per object of an unknown kind.
+        """
+        kinds = self._kinds(api_version, refresh=False)
+        if kind not in kinds and api_version not in self._refreshed:
+            kinds = self._kinds(api_version, refresh=True)
+        return kinds.get(kind)
+
+    def lookup(self, api_version, kind):
+        rtype = self.find(api_version, kind)
+        if rtype is None:
+            raise ConvergeError(f"the API server does not serve kind {kind} in apiVersion {api_version}")
+        return rtype
+
+    def wait_for_crd(self, name, timeout=60.0):
+        """Wait until the CRD is Established and its kinds are mappable, so its objects can be applied."""
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{quote(name, safe='')}"
+        deadline = time.monotonic() + timeout
+        while True:
+            crd = self.kube.get_or_none(path) or {}
+            if _established(crd) and all(kind in self._kinds(api_version, refresh=True)
+                                         for api_version, kind in crd_kinds(crd)):
+                return
+            if time.monotonic() > deadline:
+                raise ConvergeError(f"CustomResourceDefinition {name} did not become Established "
+                                    f"and served within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def _kinds(self, api_version, refresh):
+        key = (self.kube.host, api_version)
+        with _DISCOVERY_LOCK:
+            cached = _DISCOVERY.get(key)
+        if cached is not None and not refresh:
+            return cached
+        kinds = self._discover(api_version)
+        self._refreshed.add(api_version)
+        with _DISCOVERY_LOCK:
+            _DISCOVERY[key] = kinds
+        return kinds
+
+    def _discover(self, api_version):
+        group, version = split_api_version(api_version)
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        listing = self.kube.get_or_none(path) or {}
+        kinds = {}
+        for entry in listing.get("resources", []):
+            if "/" in entry["name"]:  # subresources such as deployments/status
+                continue
+            kinds[entry["kind"]] = ResourceType(group, version, entry["kind"], entry["name"], entry["namespaced"])
+        return kinds
+
+
+def _established(crd):
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def crd_kinds(crd):
+    """(apiVersion, kind) of every served version of a CRD manifest."""
+    spec = crd.get("spec") or {}
+    group, kind = spec.get("group"), (spec.get("names") or {}).get("kind")
+    return [(f"{group}/{v['name']}", kind) for v in spec.get("versions") or [] if v.get("served", True)]
+
+
+def crd_scopes(manifests):
+    """{(group, kind): namespaced} for the CRDs among manifests: kinds the server may not serve yet."""
+    scopes = {}
+    for obj in manifests:
+        if obj.get("kind") == "CustomResourceDefinition" and obj.get("apiVersion") == CRD_API_VERSION:
+            spec = obj.get("spec") or {}
+            kind = (spec.get("names") or {}).get("kind")
+            scopes[(spec.get("group"), kind)] = spec.get("scope", "Namespaced") == "Namespaced"
+    return scopes

@@ -1,0 +1,274 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: release_apply
+short_description: Apply manifests as one release with server-side apply, prune, and record a revision
+version_added: 0.1.0
+description:
+  - Applies a whole set of Kubernetes objects (such as the C(manifests) of M(berth.converge.chart_render)) as
+    one release in a namespace, with server-side apply (field manager C(berth-converge)), in one module call.
+  - "Before the first write the whole set is validated by a server-side dry run: when the API server rejects
+    any object, nothing is applied and the error names every rejected object with the server's message.
+    Objects whose kind comes from a CustomResourceDefinition of the same set, or whose namespace is created by
+    a Namespace of the set, can only be dry-run once that CRD or Namespace exists: they are validated right
+    after those are applied and before anything else is written."
+  - "Each object gets an action: C(create) (not live), C(update) (applying it changes the live object),
+    C(unchanged) (the dry-run result equals the live object, apart from status and the metadata the server
+    maintains; such objects are not written at all) or C(delete) (prune: recorded in the release since its
+    last successful revision, no longer in the set)."
+  - Objects are applied in order, each group concurrently; CustomResourceDefinitions first (waiting until
+    they are Established), then Namespaces, then by ascending C(werf.io/weight) annotation (default 0).
+    Pruned objects are deleted after the new set is applied, with background propagation. CustomResourceDefinitions
+    and the release namespace itself are never pruned (a warning says so), nor objects annotated
+    C(helm.sh/resource-policy=keep).
+  - Every applied object is annotated with its release, as C(berth.converge/release) and
+    C(berth.converge/release-namespace), and as Helm and werf do, C(meta.helm.sh/release-name) and
+    C(meta.helm.sh/release-namespace). An object annotated as belonging to another release (by either pair) is
+    never adopted; the error names both releases. Objects without such annotations are adopted.
+  - Namespaced objects without a namespace get O(namespace); cluster-scoped objects never get one.
+  - Each change is recorded as a revision of the release, a Secret of type C(berth.converge/release.v1) named
+    C(berth.release.v1.<release>.v<N>) in O(namespace), holding the manifests, O(images), O(commit), the list
+    of objects and the status (C(pending) while applying, then C(deployed) or C(failed); the revision it
+    replaces becomes C(superseded)). No revision is recorded when nothing changes.
+  - A C(coordination.k8s.io/v1) Lease C(berth-converge.<release>) in O(namespace) keeps two converges of the
+    same release from interleaving; the second waits for it up to O(lock_timeout) seconds.
+  - Secret values never reach the output; in diffs they are replaced by C(<hidden:...>), a keyed hash that is
+    equal for equal values within one run, so a changed value is still visible as a changed mask.
+author:
+  - berth.converge contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - berth.converge.attributes
+  - berth.converge.kubernetes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - The whole set is validated with a server-side dry run and the actions are reported; nothing is written,
+        no lock is taken and no revision is recorded.
+  diff_mode:
+    support: full
+    details:
+      - Each item of RV(resources) gets C(diff) with C(before) and C(after), and RV(diff) lists the changes for
+        Ansible's diff display. Secret values are masked.
+options:
+  manifests:
+    description:
+      - The objects of the release, full Kubernetes objects (C(apiVersion), C(kind), C(metadata), ...), in apply
+        order, as M(berth.converge.chart_render) returns them.
+    type: list
+    elements: dict
+    required: true
+  release:
+    description:
+      - Name of the release.
+    type: str
+    required: true
+  namespace:
+    description:
+      - Namespace of the release; its revisions and lock live there, and namespaced objects without a namespace
+        are applied there.
+    type: str
+    required: true
+  create_namespace:
+    description:
+      - Create O(namespace) when it does not exist. When the run then fails before recording a revision, the
+        namespace is deleted again.
+    type: bool
+    default: true
+  force_conflicts:
+    description:
+      - Take over fields that another field manager owns (server-side apply C(force)). Without it, such
+        conflicts fail the validation, naming the fields and their managers.
+    type: bool
+    default: false
+  prune:
+    description:
+      - Delete the objects recorded in the release that are no longer in O(manifests).
+    type: bool
+    default: true
+  concurrency:
+    description:
+      - How many API requests to run at once.
+    type: int
+    default: 8
+  lock_timeout:
+    description:
+      - Seconds to wait for another converge of the same release to finish before failing with who holds the
+        lock and since when.
+    type: int
+    default: 300
+  images:
+    description:
+      - The images of the release, recorded in the revision (see M(berth.converge.release_info)); for example the
+        C(images) of M(berth.converge.image_digest).
+    type: list
+    elements: dict
+    default: []
+  commit:
+    description:
+      - The commit of the release (C(hash), C(date), C(unix)), recorded in the revision.
+    type: dict
+requirements:
+  - kubernetes (Python client) >= 28.1
+seealso:
+  - module: berth.converge.chart_render
+  - module: berth.converge.release_track
+  - module: berth.converge.release_rollback
+  - module: berth.converge.release_info
+"""
+
+EXAMPLES = r"""
+- name: Apply the rendered chart as release shop-production
+  berth.converge.release_apply:
+    manifests: "{{ rendered.manifests }}"
+    release: "{{ rendered.release }}"
+    namespace: "{{ rendered.namespace }}"
+    images: "{{ digests.images }}"
+    commit: "{{ digests.commit }}"
+  register: applied
+
+- name: One line per resource, changed or ok
+  ansible.builtin.debug:
+    msg: "{{ item.kind }} {{ item.name }}: {{ item.action }}"
+  loop: "{{ applied.resources }}"
+  loop_control:
+    label: "{{ item.kind }}/{{ item.name }}"
+  changed_when: item.changed
+
+- name: What would change (server-side dry run, with masked Secret values)
+  berth.converge.release_apply:
+    manifests: "{{ rendered.manifests }}"
+    release: shop-production
+    namespace: shop-production
+  check_mode: true
+  diff: true
+"""
+
+RETURN = r"""
+resources:
+  description: One result per object of O(manifests), in order, then one per pruned object.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    apiVersion:
+      description: API version of the object.
+      type: str
+      sample: apps/v1
+    kind:
+      description: Kind of the object.
+      type: str
+      sample: Deployment
+    namespace:
+      description: Namespace of the object; null for cluster-scoped objects.
+      type: str
+      sample: shop-production
+    name:
+      description: Name of the object.
+      type: str
+      sample: backend
+    action:
+      description: C(create), C(update), C(unchanged) or C(delete).
+      type: str
+      sample: update
+    changed:
+      description: Whether the action changes the cluster (any action but C(unchanged)).
+      type: bool
+      sample: true
+    diff:
+      description:
+        - In diff mode, the object before and after, without status and server-maintained metadata, Secret
+          values masked; null where the object does not exist.
+      type: dict
+      returned: in diff mode
+      sample: {"before": {"data": {"greeting": "hello"}}, "after": {"data": {"greeting": "hi"}}}
+revision:
+  description: The revision recorded by this run, else the latest existing one; null for a release without
+    revisions. In check mode, the revision a run would record.
+  returned: always
+  type: int
+  sample: 4
+lock:
+  description: The release lock, and whether this run had to wait for another converge to release it.
+  returned: when not in check mode
+  type: dict
+  contains:
+    name:
+      description: Name of the Lease.
+      type: str
+      sample: berth-converge.shop-production
+    waited:
+      description: Seconds spent waiting for the lock (0 when it was free).
+      type: float
+      sample: 2.5
+    waited_for:
+      description: Holder identity (C(host/pid/random)) of the converge this run waited for, else null.
+      type: str
+      sample: ci-runner-3/4242/9f1c2e7a
+diff:
+  description: In diff mode, one entry per changed object, for Ansible's diff display (YAML text).
+  returned: in diff mode
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.berth.converge.plugins.module_utils.common_args import (
+    KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube.apply import mask_secrets
+from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
+    ApplyOptions, ReleaseRequest, apply_release)
+
+
+def masked_invocation(params):
+    """The module arguments as Ansible reports them, with the values of Secret manifests masked."""
+    shown = dict(params)
+    shown["manifests"] = [mask_secrets(obj) if isinstance(obj, dict) else obj for obj in params["manifests"]]
+    return {"module_args": shown}
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            manifests=dict(type="list", elements="dict", required=True),
+            release=dict(type="str", required=True),
+            namespace=dict(type="str", required=True),
+            create_namespace=dict(type="bool", default=True),
+            force_conflicts=dict(type="bool", default=False),
+            prune=dict(type="bool", default=True),
+            concurrency=dict(type="int", default=8),
+            lock_timeout=dict(type="int", default=300),
+            images=dict(type="list", elements="dict", default=[]),
+            commit=dict(type="dict"),
+            **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
+        ),
+        supports_check_mode=True,
+    )
+    invocation = masked_invocation(module.params)
+    if KUBERNETES_IMPORT_ERROR:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR,
+                         invocation=invocation)
+    p = module.params
+    request = ReleaseRequest(p["manifests"], images=p["images"], commit=p["commit"])
+    options = ApplyOptions(force_conflicts=p["force_conflicts"], prune=p["prune"], concurrency=p["concurrency"],
+                           lock_timeout=p["lock_timeout"], create_namespace=p["create_namespace"],
+                           check_mode=module.check_mode, diff=module._diff)
+    try:
+        result = apply_release(api_client(p), p["release"], p["namespace"], request, options)
+    except ConvergeError as exc:
+        module.fail_json(msg=str(exc), invocation=invocation, **exc.details)
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    module.exit_json(invocation=invocation, **result)
+
+
+if __name__ == "__main__":
+    main()
