@@ -56,13 +56,21 @@ attributes:
       - Each item of RV(resources) gets C(diff) with C(before) and C(after), and RV(diff) lists the changes for
         Ansible's diff display. Secret values are masked.
 options:
+  state:
+    description:
+      - V(present) applies O(manifests) as the next revision of the release.
+      - V(absent) dismisses the release, as C(werf dismiss): deletes every object its revisions record and the
+        revision records themselves. CustomResourceDefinitions, the namespace and objects annotated
+        C(helm.sh/resource-policy=keep) stay.
+    type: str
+    choices: [present, absent]
+    default: present
   manifests:
     description:
       - The objects of the release, full Kubernetes objects (C(apiVersion), C(kind), C(metadata), ...), in apply
-        order, as M(berth.converge.chart_render) returns them.
+        order, as M(berth.converge.chart_render) returns them. Required with O(state=present).
     type: list
     elements: dict
-    required: true
   release:
     description:
       - Name of the release.
@@ -225,20 +233,21 @@ from ansible_collections.berth.converge.plugins.module_utils.errors import Conve
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import mask_secrets
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
-    ApplyOptions, ReleaseRequest, apply_release)
+    ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
 
 
 def masked_invocation(params):
     """The module arguments as Ansible reports them, with the values of Secret manifests masked."""
     shown = dict(params)
-    shown["manifests"] = [mask_secrets(obj) if isinstance(obj, dict) else obj for obj in params["manifests"]]
+    shown["manifests"] = [mask_secrets(obj) if isinstance(obj, dict) else obj for obj in params["manifests"] or []]
     return {"module_args": shown}
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            manifests=dict(type="list", elements="dict", required=True),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            manifests=dict(type="list", elements="dict"),
             release=dict(type="str", required=True),
             namespace=dict(type="str", required=True),
             create_namespace=dict(type="bool", default=True),
@@ -250,6 +259,7 @@ def main():
             commit=dict(type="dict"),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
+        required_if=[("state", "present", ["manifests"])],
         supports_check_mode=True,
     )
     invocation = masked_invocation(module.params)
@@ -257,12 +267,15 @@ def main():
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR,
                          invocation=invocation)
     p = module.params
-    request = ReleaseRequest(p["manifests"], images=p["images"], commit=p["commit"])
+    request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"])
     options = ApplyOptions(force_conflicts=p["force_conflicts"], prune=p["prune"], concurrency=p["concurrency"],
                            lock_timeout=p["lock_timeout"], create_namespace=p["create_namespace"],
                            check_mode=module.check_mode, diff=module._diff)
     try:
-        result = apply_release(api_client(p), p["release"], p["namespace"], request, options)
+        if p["state"] == "absent":
+            result = dismiss_release(api_client(p), p["release"], p["namespace"], options)
+        else:
+            result = apply_release(api_client(p), p["release"], p["namespace"], request, options)
     except ConvergeError as exc:
         module.fail_json(msg=str(exc), invocation=invocation, **exc.details)
     for warning in result.pop("warnings"):

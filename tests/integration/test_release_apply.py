@@ -389,3 +389,29 @@ def test_namespace_of_the_set_is_created_first_and_pruned_last(kube_api, namespa
             Kube(kube_api).request("DELETE", f"/api/v1/namespaces/{other}")
         except KubeApiError:
             pass  # already deleted (or never created)
+
+
+def test_state_absent_dismisses_the_release(kube_api, namespace, localenv, tmp_path):
+    from kubernetes import client
+
+    from conftest import run_module as run_ansible
+
+    manifests = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone-cm"}, "data": {"a": "1"}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gone-secret"}, "stringData": {"p": "x"}},
+    ]
+    applied, output = run_ansible("release_apply", {"manifests": manifests, "release": "gone",
+                                                    "namespace": namespace})
+    assert not applied["failed"], output
+    planned, output = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace},
+                                  check_mode=True)
+    assert planned["changed"] and {r["action"] for r in planned["resources"]} == {"delete"}, output
+    core = client.CoreV1Api(kube_api)
+    assert core.read_namespaced_config_map("gone-cm", namespace)
+    dismissed, output = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
+    assert dismissed["changed"], output
+    assert sorted(r["name"] for r in dismissed["resources"]) == ["gone-cm", "gone-secret"]
+    names = [s.metadata.name for s in core.list_namespaced_secret(namespace).items]
+    assert "gone-secret" not in names and not any(n.startswith("berth.release.v1.gone.") for n in names)
+    again, _ = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
+    assert again["changed"] is False

@@ -431,6 +431,35 @@ def apply_release(api, release, namespace, request, options=None):
     return result
 
 
+def dismiss_release(api, release, namespace, options=None):
+    """Delete every object of the release and its revision records (werf dismiss); returns the module result.
+
+    Objects that are never pruned (CRDs, the namespace, `helm.sh/resource-policy: keep`) stay, with a warning.
+    """
+    options = options or ApplyOptions()
+    kube = Kube.of(api)
+    if kube.get_or_none(f"/api/v1/namespaces/{quote(namespace, safe='')}") is None:
+        return {"changed": False, "revision": None, "resources": [], "warnings": []}
+    if options.check_mode:
+        return _dismiss(kube, release, namespace, options)
+    with ReleaseLock(kube, release, namespace, timeout=options.lock_timeout) as lock:
+        result = _dismiss(kube, release, namespace, options)
+    result["lock"] = lock_result(lock, result["warnings"])
+    return result
+
+
+def _dismiss(kube, release, namespace, options):
+    revisions = history(kube, release, namespace)
+    applier = Applier(kube, ResourceMapper(kube), release, namespace, options.force_conflicts, options.concurrency)
+    warnings = []
+    deletes = plan_prune(applier, revisions, [], warnings)
+    if not options.check_mode:
+        applier.delete(deletes)
+        for revision in revisions:
+            kube.request("DELETE", _secrets_path(namespace, revision_name(release, revision.version)))
+    return _result(deletes, bool(deletes or revisions), None, warnings, options.diff)
+
+
 def lock_result(lock, warnings):
     """The `lock` entry of a module result; warns when the lease expired while we held it."""
     if lock.lost:
