@@ -158,8 +158,8 @@ def select_context(project, context, patterns, ignore):
         return []
     selected = []
 
-    def whole(rel):
-        return any(source_selects(p, rel) for p in patterns) and not ignore.may_affect(rel)
+    def selected_whole(rel):
+        return any(source_selects(p, rel) for p in patterns)
 
     def visit(rel):
         for entry in project.list_tree(join_path(context, rel) if rel else context):
@@ -167,11 +167,16 @@ def select_context(project, context, patterns, ignore):
             if entry.type == "tree":
                 if not any(source_may_select_under(p, path) for p in patterns):
                     continue
-                if whole(path):
-                    selected.append(("tree", entry.mode, entry.oid, path))
-                else:
+                if not selected_whole(path):
                     visit(path)
-            elif any(source_selects(p, path) for p in patterns) and not ignore.ignored(path):
+                elif not ignore.may_affect(path):
+                    selected.append(("tree", entry.mode, entry.oid, path))
+                else:  # selected, but .dockerignore may drop files below: look at each, in one git call
+                    for item in project.list_recursive(join_path(context, path)):
+                        inner = f"{path}/{item.path}"
+                        if not ignore.ignored(inner):
+                            selected.append((item.type, item.mode, item.oid, inner))
+            elif selected_whole(path) and not ignore.ignored(path):
                 selected.append((entry.type, entry.mode, entry.oid, path))
 
     root = project.entry(context) if context else project.entry("")

@@ -21,6 +21,8 @@ Paths are relative to the build context, ``/``-separated, without a leading ``/`
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
@@ -275,11 +277,34 @@ def _token_accepts(token: tuple, char: str) -> bool:
     return False
 
 
+def _token_regex(token: tuple) -> str:
+    """The Python regex accepting exactly what the automaton does for one token."""
+    kind = token[0]
+    if kind == "lit":
+        return re.escape(token[1])
+    if kind == "one":
+        return "[^/]"
+    if kind == "star":
+        return "[^/]*"
+    if kind == "dirs":
+        return "(?:[^\\n]*/)?"
+    if kind == "any":
+        return "[^\\n]*"
+    ranges = "".join(re.escape(low) if low == high else f"{re.escape(low)}-{re.escape(high)}"
+                     for low, high in token[2])
+    return f"[{'^' if token[1] else ''}{ranges}]"
+
+
 class _Automaton:
-    """NFA over tokens. A state is (token index, inside ``dirs``); index == len(tokens) accepts."""
+    """NFA over tokens. A state is (token index, inside ``dirs``); index == len(tokens) accepts.
+
+    Whole-path matching uses the equivalent compiled regex (C speed: a context may hold thousands of
+    files); the state sets serve prefix questions (``viable_after``), which a regex cannot answer.
+    """
 
     def __init__(self, tokens: list[tuple]):
         self.tokens = tokens
+        self.regex = re.compile("".join(_token_regex(token) for token in tokens))
 
     def _closure(self, states: set) -> set:
         todo = list(states)
@@ -325,6 +350,10 @@ class _Automaton:
         return states
 
     def accepts(self, text: str) -> bool:
+        return self.regex.fullmatch(text) is not None
+
+    def accepts_by_states(self, text: str) -> bool:
+        """``accepts`` computed on the state sets (the reference the regex is tested against)."""
         return (len(self.tokens), False) in self._run(text)
 
     def viable_after(self, prefix: str) -> bool:

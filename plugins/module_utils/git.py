@@ -128,6 +128,23 @@ class GitProject:
         self._trees[path] = entries
         return entries
 
+    def list_recursive(self, path):
+        """Every file (blob, symlink, submodule) under directory ``path``, paths relative to it.
+
+        One `git ls-tree -r` of the directory's tree: native speed, for walks that must see each file.
+        """
+        found = self.entry(path) if path else TreeEntry("", "040000", "tree", self.tree_oid)
+        if found is None or found.type != "tree":
+            return []
+        entries = []
+        for record in self.git("ls-tree", "-r", "-z", "--full-tree", found.oid).split(b"\0"):
+            if record:
+                meta, _, name = record.partition(b"\t")
+                mode, kind, oid = meta.decode().split(" ")
+                entries.append(TreeEntry(path=name.decode("utf-8", errors="surrogateescape"), mode=mode,
+                                         type=kind, oid=oid))
+        return entries
+
     def read_blob(self, path):
         """Content of the file at ``path`` in the converged tree, or None if it is not there."""
         found = self.entry(path)

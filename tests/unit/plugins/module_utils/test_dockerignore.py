@@ -463,3 +463,19 @@ def test_source_may_select_under_false_means_nothing_below_is_selected(parents):
             assert not any(source_selects(pattern, f, parents=parents) for f in below), (pattern, directory)
             assert not source_selects(pattern, directory, parents=parents)
     assert checked > 1000 and maybe > 500
+
+
+def test_compiled_regex_accepts_exactly_what_the_automaton_accepts():
+    """The fast whole-path matcher agrees with the automaton's state sets on random patterns and paths."""
+    rng = random.Random(99)
+    compared = 0
+    for _round in range(3000):
+        ignore = _ignore_or_none(_random_patterns(rng))
+        if ignore is None:
+            continue
+        automata = [p.automaton for p in ignore._patterns if p.automaton is not None]
+        for path in _random_tree(rng) + _directories(_random_tree(rng)):
+            for automaton in automata:
+                assert automaton.accepts(path) == automaton.accepts_by_states(path), (automaton.tokens, path)
+                compared += 1
+    assert compared > 10000
