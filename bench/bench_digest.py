@@ -7,7 +7,6 @@ The repository is generated with `git fast-import` (fast, deterministic) and che
     python bench/bench_digest.py [--files 100000] [--images 10] [--runs 5]
 """
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import conftest  # noqa: E402,F401  (makes ansible_collections.berth.converge importable)
+import conftest  # noqa: E402,F401,pylint: disable=unused-import  (makes the collection importable)
 
 from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests  # noqa: E402
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project  # noqa: E402
@@ -60,7 +59,7 @@ def make_repository(path, files, images):
 
 def timed(function, runs):
     samples = []
-    for _ in range(runs):
+    for _run in range(runs):
         start = time.perf_counter()
         function()
         samples.append(time.perf_counter() - start)

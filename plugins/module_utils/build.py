@@ -154,7 +154,7 @@ class Builder:
     def push(self, image, sleep=time.sleep):
         """Push the built tag; retried with backoff. Returns the manifest digest."""
         api = self._docker_factory()
-        repo, _, tag = image["ref"].rpartition(":")
+        repo, tag = image["ref"].rsplit(":", 1)
         delay, last_error = PUSH_BACKOFF, None
         for attempt in range(1, PUSH_ATTEMPTS + 1):
             digest, last_error = None, None
@@ -215,7 +215,7 @@ def build_missing(images, missing_names, make_context, builder, concurrency=5):
             for name in ready:
                 pending.remove(name)
                 running[name] = pool.submit(run, name)
-            done, _ = wait(running.values(), return_when=FIRST_COMPLETED)
+            done = wait(running.values(), return_when=FIRST_COMPLETED).done
             for name in [n for n, f in running.items() if f in done]:
                 error = running.pop(name).exception()
                 if error:

@@ -12,7 +12,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import yaml
+try:
+    import yaml
+except ImportError:  # reported by the module (requirements.check_libraries)
+    yaml = None
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 

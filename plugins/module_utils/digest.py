@@ -197,7 +197,7 @@ def _context_add_files(project, image, label):
             raise ConvergeError(f"{label}: contextAddFiles entry '{rel}' does not exist in "
                                 f"{os.path.join(image.context or '.', rel)}", field="contextAddFiles")
         files = [full] if os.path.isfile(full) else sorted(
-            os.path.join(dirpath, name) for dirpath, _, names in os.walk(full) for name in names)
+            os.path.join(dirpath, name) for dirpath, _dirs, names in os.walk(full) for name in names)
         for path in files:
             with open(path, "rb") as handle:
                 sha = hashlib.sha256(handle.read()).hexdigest()

@@ -109,7 +109,7 @@ class GitProject:
         """The TreeEntry at ``path`` (project-relative) in the converged tree, or None."""
         if path in ("", "."):
             return TreeEntry(path="", mode="040000", type="tree", oid=self.tree_oid)
-        parent, _, name = path.rpartition("/")
+        parent, _sep, name = path.rpartition("/")
         for item in self.list_tree(parent):
             if item.path == name:
                 return item
@@ -139,7 +139,7 @@ class GitProject:
         entries = []
         for record in self.git("ls-tree", "-r", "-z", "--full-tree", found.oid).split(b"\0"):
             if record:
-                meta, _, name = record.partition(b"\t")
+                meta, _sep, name = record.partition(b"\t")
                 mode, kind, oid = meta.decode().split(" ")
                 entries.append(TreeEntry(path=name.decode("utf-8", errors="surrogateescape"), mode=mode,
                                          type=kind, oid=oid))

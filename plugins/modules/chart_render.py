@@ -29,6 +29,12 @@ description:
     as in werf."
   - The named template C(werf_image) is added to every chart, so
     C({{ tuple "backend" . | include "werf_image" }}) works in the chart and its subcharts.
+  - werf secret values are decrypted as werf does, from the chart's C(secret-values.yaml) (read
+    automatically when present) and O(secret_values_files), with the key from O(secret_key),
+    E(WERF_SECRET_KEY), the project's C(.werf_secret_key), or C(global_secret_key) in werf's home
+    directory (E(WERF_HOME), else C(~/.werf)), first found wins. A missing or wrong key fails before
+    anything is rendered, naming the file (and the value's key path). Decrypted values are not shown in
+    any message; they appear only inside the returned manifests.
 extends_documentation_fragment:
   - berth.converge.attributes
   - berth.converge.attributes.INFO_MODULE
@@ -90,10 +96,27 @@ options:
     type: list
     elements: str
     default: []
+  secret_values_files:
+    description:
+      - Extra werf secret values files (encrypted with C(werf helm secret values encrypt)), found like
+        O(values_files).
+      - Values take precedence as in werf, lowest first, over the chart's C(values.yaml) - the chart's
+        C(secret-values.yaml), O(values_files), O(secret_values_files), O(set), O(set_string).
+      - Every decrypted value is a string, as in werf.
+    type: list
+    elements: str
+    default: []
+  secret_key:
+    description:
+      - werf secret key (hex, 16, 24 or 32 bytes) for the secret values files.
+      - Defaults to E(WERF_SECRET_KEY), then the C(.werf_secret_key) file in O(project_dir), then
+        C(global_secret_key) in werf's home directory (E(WERF_HOME), else C(~/.werf)). Only looked up when
+        there is a secret values file.
+    type: str
   set:
     description:
       - Values to set, keyed by Helm's C(--set) path syntax (C(a.b[0].c), C(\.) for a literal dot); values
-        keep their type. They override O(values_files).
+        keep their type. They override O(values_files) and O(secret_values_files).
       - Keys under C(werf), C(global.werf) and C(global.env) are rejected, since chart_render sets those.
     type: dict
     default: {}
@@ -124,6 +147,9 @@ notes:
     C(.Values.werf.image.NAME).
   - C(.Values.global.werf.images.NAME.digest) is the content digest from M(berth.converge.image_digest)
     (also the tag), not a registry manifest digest.
+  - Values files encrypted with Ansible Vault are refused with a clear error - a module does not receive
+    the play's vault secrets. Decrypt them on the controller (the C(berth.converge.converge) role's
+    C(converge_vault_values_files), or the C(ansible.builtin.unvault) lookup) and pass the values in O(set).
 seealso:
   - module: berth.converge.image_digest
   - module: berth.converge.release_apply
@@ -143,6 +169,17 @@ EXAMPLES = r"""
       replicas: 3
       ingress.annotations.kubernetes\.io/ingress\.class: nginx
   register: rendered
+
+- name: Render with werf secret values (.helm/secret-values.yaml is read automatically)
+  berth.converge.chart_render:
+    project_dir: /srv/shop
+    env: production
+    images: "{{ digests.images }}"
+    secret_values_files:
+      - .helm/secret-values-production.yaml
+    secret_key: "{{ vault_werf_secret_key }}"
+  register: rendered
+  no_log: true  # the manifests hold the decrypted values
 
 - name: Render the working tree while developing the chart
   berth.converge.chart_render:
@@ -210,6 +247,8 @@ ARGUMENT_SPEC = dict(
     release=dict(type="str"),
     namespace=dict(type="str"),
     values_files=dict(type="list", elements="str", default=[]),
+    secret_values_files=dict(type="list", elements="str", default=[]),
+    secret_key=dict(type="str", no_log=True),
     set=dict(type="dict", default={}),
     set_string=dict(type="dict", default={}),
     allow_empty=dict(type="bool", default=False),
@@ -221,7 +260,7 @@ ARGUMENT_SPEC = dict(
 def render_options(params):
     """RenderOptions from the module parameters."""
     names = ("project_dir", "chart_dir", "commit", "dev", "images", "repo", "env", "release", "namespace",
-             "values_files", "allow_empty", "helm_binary", "project")
+             "values_files", "secret_values_files", "secret_key", "allow_empty", "helm_binary", "project")
     return RenderOptions(set_values=params["set"], set_string_values=params["set_string"],
                          **{name: params[name] for name in names})
 

@@ -20,7 +20,7 @@ description:
   - A failed build fails with the Dockerfile step and the last lines of its log. A failed push is retried with
     backoff; registries create a tag only once the whole image is uploaded, so a failed push leaves no tag.
 author:
-  - berth.converge contributors
+  - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:
   - berth.converge.attributes
   - berth.converge.registry
@@ -143,6 +143,7 @@ from ansible_collections.berth.converge.plugins.module_utils.common_args import 
 from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
+from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
     client_from_params, credentials_from_params, parse_reference)
 
@@ -190,6 +191,7 @@ def main():
         required_one_of=[("image", "images")],
         supports_check_mode=True,
     )
+    check_libraries(module, "yaml", "git", "docker", "requests")
     p = module.params
     images = [dict(i) for i in p["images"]]
     if p["image"] and not any(i.get("name") == p["image"].get("name") for i in images):

@@ -18,7 +18,7 @@ description:
     See C(docs/image-digests.md) for the algorithm and its version.
   - The same commit gives the same digests on any machine and clone.
 author:
-  - berth.converge contributors
+  - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:
   - berth.converge.attributes
   - berth.converge.attributes.INFO_MODULE
@@ -168,6 +168,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
+from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
 
 
 def main():
@@ -184,6 +185,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    check_libraries(module, "yaml", "git")
     p = module.params
     try:
         project = load_project(p["project_dir"], p["config"], p["revision"], p["dev"])

@@ -16,7 +16,7 @@ def _load_localenv():
         return
     out = subprocess.run([str(ROOT / "hack" / "localenv"), "env"], check=True, capture_output=True, text=True).stdout
     for line in out.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
+        key, _sep, value = line.removeprefix("export ").partition("=")
         value = " ".join(shlex.split(value))
         os.environ[key] = value.replace("$PATH", os.environ.get("PATH", ""))
 

@@ -227,7 +227,7 @@ def test_chart_is_read_from_the_commit_unless_dev(project, helm_bin):
 
     def greeting_and_names(**kwargs):
         objects = by_name(render(project, helm_bin, **kwargs)["manifests"])
-        return objects[("ConfigMap", "settings")]["data"]["greeting"], {name for _, name in objects}
+        return objects[("ConfigMap", "settings")]["data"]["greeting"], {name for _kind, name in objects}
 
     greeting, names = greeting_and_names()
     assert greeting == "second-commit" and "untracked" not in names

@@ -49,7 +49,7 @@ def test_docker_builds_run_step_on_local_base_image(docker_client, localenv):
 
 def test_push_to_plain_registry_and_read_manifest(docker_client, localenv, registry):
     repo, tag = f"{registry}/smoke/plain", uuid.uuid4().hex[:12]
-    image, _ = _build(docker_client, localenv.base_image, f"{repo}:{tag}")
+    image, _marker = _build(docker_client, localenv.base_image, f"{repo}:{tag}")
     _push(docker_client, repo, tag)
     resp = requests.get(f"http://{registry}/v2/smoke/plain/manifests/{tag}", headers={"Accept": MANIFEST_TYPES},
                         timeout=10)
@@ -62,7 +62,7 @@ def test_push_to_plain_registry_and_read_manifest(docker_client, localenv, regis
 def test_push_to_tls_registry_with_credentials(docker_client, localenv, registry_tls):
     repo, tag = f"{registry_tls}/smoke/tls", uuid.uuid4().hex[:12]
     auth = {"username": localenv.registry_tls_username, "password": localenv.registry_tls_password}
-    image, _ = _build(docker_client, localenv.base_image, f"{repo}:{tag}")
+    image, _marker = _build(docker_client, localenv.base_image, f"{repo}:{tag}")
     _push(docker_client, repo, tag, auth_config=auth)
     url = f"https://{registry_tls}/v2/smoke/tls/manifests/{tag}"
     anonymous = requests.get(url, headers={"Accept": MANIFEST_TYPES}, verify=localenv.ca_cert, timeout=10)
@@ -198,7 +198,7 @@ def test_everything_listens_on_loopback_only(localenv):
         pid = pidfile.read_text().strip()
         pids.add(pid)
         # children (e.g. containerd shims) too
-        out = subprocess.run(["pgrep", "-g", pid], capture_output=True, text=True).stdout
+        out = subprocess.run(["pgrep", "-g", pid], capture_output=True, text=True, check=False).stdout
         pids.update(out.split())
     listeners = subprocess.run(["ss", "-Hltnp"], check=True, capture_output=True, text=True).stdout.splitlines()
     ours = [line for line in listeners if any(f"pid={pid}," in line for pid in pids)]
