@@ -1,0 +1,158 @@
+"""The converge role on the example shop, against the real local environment, as users run it."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from kubernetes import client
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "shop"
+BIN = Path(sys.executable).parent
+ITEM_LINE = re.compile(r"^(changed|ok): \[localhost\] => \(item=([^)]*)\)", re.MULTILINE)
+
+
+def git(repo, *args):
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def commit_all(repo, message):
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message)
+
+
+class Shop:
+    """A fresh Git repository of examples/shop, its own registry repository and namespace."""
+
+    def __init__(self, tmp_path, registry):
+        self.dir = tmp_path / "shop"
+        shutil.copytree(EXAMPLE, self.dir)
+        git(self.dir, "init", "-q")
+        commit_all(self.dir, "shop")
+        self.env = "t" + uuid.uuid4().hex[:6]
+        self.release = self.namespace = f"shop-{self.env}"
+        self.repo = f"{registry}/t-{self.env}/shop"
+
+    def extra_vars(self, **more):
+        return {"converge_project_dir": str(self.dir), "converge_repo": self.repo, "converge_env": self.env,
+                "converge_vault_values_files": [str(self.dir / "secret-values.vault.yaml")],
+                "converge_timeout": 60, **more}
+
+    def converge(self, *flags, **more):
+        """Run the converge playbook; returns (rc, output, {item: changed|ok})."""
+        command = [str(BIN / "ansible-playbook"), "berth.converge.converge", "-e", json.dumps(self.extra_vars(**more)),
+                   "--vault-password-file", str(self.dir / "vault-password.txt"), *flags]
+        proc = subprocess.run(command, capture_output=True, text=True, check=False,
+                              env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+        output = proc.stdout + proc.stderr
+        return proc.returncode, output, {item: state for state, item in ITEM_LINE.findall(proc.stdout)}
+
+
+@pytest.fixture
+def shop(tmp_path, registry, kube_api):
+    shop = Shop(tmp_path, registry)
+    yield shop
+    if _namespace_exists(kube_api, shop.namespace):
+        client.CoreV1Api(kube_api).delete_namespace(shop.namespace)
+
+
+def _namespace_exists(kube_api, name):
+    return any(ns.metadata.name == name for ns in client.CoreV1Api(kube_api).list_namespace().items)
+
+
+def revisions(kube_api, shop):
+    secrets = client.CoreV1Api(kube_api).list_namespaced_secret(
+        shop.namespace, label_selector=f"owner=berth-converge,name={shop.release}").items
+    return sorted((int(s.metadata.labels["version"]), s.metadata.labels["status"]) for s in secrets)
+
+
+IMAGES = {"base", "backend", "frontend"}
+RESOURCES = {"Deployment/backend", "Deployment/frontend", "Service/backend", "Service/frontend",
+             "ConfigMap/shop-config", "Secret/shop-db"}
+
+
+def test_first_converge_then_idempotent_then_one_image(shop, kube_api):
+    rc, output, items = shop.converge()
+    assert rc == 0, output
+    assert {i for i, state in items.items() if state == "changed"} >= IMAGES | RESOURCES, items
+    assert any(i.startswith("Job/migrate-") for i in items)
+    assert revisions(kube_api, shop) == [(1, "deployed")]
+    secret = client.CoreV1Api(kube_api).read_namespaced_secret("shop-db", shop.namespace)
+    assert secret.data["password"]  # from the Vault-encrypted values file
+    assert "s3cr3t-Demo-Passw0rd" not in output
+
+    rc, output, items = shop.converge()
+    assert rc == 0, output
+    assert set(items.values()) == {"ok"}, items
+    assert re.search(r"localhost\s+: ok=\d+\s+changed=0 ", output), output
+    assert revisions(kube_api, shop) == [(1, "deployed")]
+
+    (shop.dir / "frontend" / "site" / "index.html").write_text("<h1>The shop, v2</h1>\n")
+    commit_all(shop.dir, "frontend: v2")
+    rc, output, items = shop.converge()
+    assert rc == 0, output
+    assert {i for i, state in items.items() if state == "changed"} == {"frontend", "Deployment/frontend"}, items
+    assert [status for _version, status in revisions(kube_api, shop)] == ["superseded", "deployed"]
+
+
+def test_failing_rollout_rolls_back_to_the_last_good_revision(shop, kube_api):
+    rc, output, _items = shop.converge()
+    assert rc == 0, output
+    crash = {"backendPodLabels": {"berth.test/fail": "CrashLoopBackOff"}}
+    rc, output, _items = shop.converge(converge_set=crash, converge_auto_rollback=True)
+    assert rc != 0
+    assert "CrashLoopBackOff" in output and "backend" in output
+    assert "Rolled back to revision 1" in output, output
+    assert [status for _version, status in revisions(kube_api, shop)] == ["superseded", "failed", "deployed"]
+    deployment = client.AppsV1Api(kube_api).read_namespaced_deployment("backend", shop.namespace)
+    assert "berth.test/fail" not in (deployment.spec.template.metadata.labels or {})
+    assert deployment.status.ready_replicas == 2
+
+
+def test_check_mode_changes_nothing(shop, kube_api, registry):
+    rc, output, items = shop.converge("--check", "--diff")
+    assert rc == 0, output
+    assert {i for i, state in items.items() if state == "changed"} >= IMAGES | RESOURCES, items
+    assert "would be built" in output
+    assert not _namespace_exists(kube_api, shop.namespace)
+    for image in IMAGES:  # nothing pushed: the repositories do not exist
+        assert requests.get(f"http://{registry}/v2/t-{shop.env}/shop/{image}/tags/list", timeout=10).status_code == 404
+    assert "s3cr3t-Demo-Passw0rd" not in output
+
+
+def test_role_from_the_built_tarball_under_ansible_runner(shop, kube_api, tmp_path, localenv):
+    """As AWX runs it: installed collection, no prompts, credentials from the environment."""
+    import ansible_runner
+
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", str(ROOT), "--output-path", str(tmp_path)],
+                   check=True, capture_output=True)
+    tarball = next(tmp_path.glob("berth-converge-*.tar.gz"))
+    collections = tmp_path / "collections"
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "-p", str(collections), str(tarball)],
+                   check=True, capture_output=True)
+    vault = shop.dir / "secret-values.vault.yaml"
+    extra = shop.extra_vars(converge_repo=f"{localenv.registry_tls}/t-{shop.env}/shop",
+                            converge_registry_ca_cert=localenv.ca_cert, converge_vault_values_files=[str(vault)])
+    private = tmp_path / "runner"
+    (private / "env").mkdir(parents=True)
+    (private / "env" / "extravars").write_text(json.dumps(extra))
+    envvars = {"ANSIBLE_COLLECTIONS_PATH": str(collections), "PATH": f"{BIN}:{os.environ['PATH']}",
+               "K8S_AUTH_KUBECONFIG": localenv.kubeconfig, "DOCKER_HOST": localenv.docker_host,
+               "BERTH_REGISTRY_USERNAME": localenv.registry_tls_username,
+               "BERTH_REGISTRY_PASSWORD": localenv.registry_tls_password,
+               "ANSIBLE_VAULT_PASSWORD_FILE": str(shop.dir / "vault-password.txt")}
+    run = ansible_runner.run(private_data_dir=str(private), playbook="berth.converge.converge", envvars=envvars,
+                             quiet=True)
+    stdout = run.stdout.read()
+    assert run.status == "successful" and run.rc == 0, stdout
+    changed_items = [event["event_data"]["res"].get("item") for event in run.events
+                     if event["event"] == "runner_item_on_ok" and event["event_data"]["res"].get("changed")]
+    assert len(changed_items) >= len(IMAGES | RESOURCES), changed_items
+    assert localenv.registry_tls_password not in stdout
+    assert revisions(kube_api, shop) == [(1, "deployed")]
