@@ -82,20 +82,26 @@ def main():
         def ls_tree():
             subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "HEAD"], check=True, stdout=subprocess.DEVNULL)
 
-        def image_digest():
+        def digests():
             project = load_project(str(repo))
             result = compute_digests(project.git, project.config, repo="127.0.0.1:5000/bench")
-            project.git.uncommitted_changes()
             assert len(result) == args.images
-            return result
+            return project
+
+        def image_digest():  # what the module does: digests, then the uncommitted-changes report
+            digests().git.uncommitted_changes()
 
         image_digest()  # warm the OS caches for both alike
         ls_tree()
         baseline, baseline_samples = timed(ls_tree, args.runs)
         ours, our_samples = timed(image_digest, args.runs)
+        digest_only, digest_samples = timed(digests, args.runs)
         print(f"git ls-tree -r HEAD: median {baseline:.3f} s  {[round(s, 3) for s in baseline_samples]}")
-        print(f"image_digest (load, digests, status): median {ours:.3f} s  {[round(s, 3) for s in our_samples]}")
-        print(f"ratio image_digest / ls-tree: {ours / baseline:.2f} (goal <= 1.5)")
+        print(f"image_digest logic (load, digests, status): median {ours:.3f} s  {[round(s, 3) for s in our_samples]}")
+        print(f"  of which digests only (load, digests): median {digest_only:.3f} s  "
+              f"{[round(s, 3) for s in digest_samples]}")
+        print(f"ratio image_digest / ls-tree: {ours / baseline:.2f}; digests only: {digest_only / baseline:.2f} "
+              "(goal <= 1.5)")
 
 
 if __name__ == "__main__":

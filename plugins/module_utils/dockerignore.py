@@ -513,6 +513,7 @@ class DockerIgnore:
             for number, pattern in _ignorefile_lines(text)
             if pattern.strip()
         )
+        self._parent_cache: dict[str, tuple] = {}
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -534,14 +535,24 @@ class DockerIgnore:
         path = _relative_path(path)
         if not path:
             return False
-        parents = _self_and_ancestors(path)[:-1]
+        parent_matches = self._parent_matches(path.rpartition("/")[0])
         matched = False
-        for pattern in self._patterns:
+        for pattern, parent_match in zip(self._patterns, parent_matches):
             if pattern.exclusion != matched:
                 continue
-            if pattern.matches(path) or any(pattern.matches(parent) for parent in parents):
+            if parent_match or pattern.matches(path):
                 matched = not pattern.exclusion
         return matched
+
+    def _parent_matches(self, directory: str) -> tuple:
+        """Per pattern: does it match ``directory`` or one of its ancestors? Cached: the files of a
+        context share few directories."""
+        found = self._parent_cache.get(directory)
+        if found is None:
+            parents = _self_and_ancestors(directory)
+            found = tuple(any(pattern.matches(parent) for parent in parents) for pattern in self._patterns)
+            self._parent_cache[directory] = found
+        return found
 
     def may_affect(self, dir_path: str) -> bool:
         """False only if no pattern could match ``dir_path``, an ancestor, or anything below it.

@@ -23,11 +23,22 @@ import traceback
 import unicodedata
 from pathlib import Path
 
-import yaml
+try:
+    import yaml
+except ImportError:  # reported by the module (requirements.check_libraries)
+    yaml = None
 
 from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig, load_config
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
+from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import (
+    CHART_SECRET_VALUES_FILE,
+    decrypt_values_text,
+    find_secret_key,
+    is_ansible_vault,
+    masked_error,
+    secret_strings,
+)
 
 HELPERS_TEMPLATE_NAME = "_berth_converge_werf.tpl"
 WEIGHT_ANNOTATION = "werf.io/weight"
@@ -59,7 +70,7 @@ def _manifest_loader():
     return type("ManifestLoader", (base,), {"yaml_implicit_resolvers": resolvers})
 
 
-ManifestLoader = _manifest_loader()
+ManifestLoader = _manifest_loader() if yaml else None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -617,6 +628,8 @@ class RenderOptions:
     release: str | None = None
     namespace: str | None = None
     values_files: list = dataclasses.field(default_factory=list)
+    secret_values_files: list = dataclasses.field(default_factory=list)
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
     set_values: dict = dataclasses.field(default_factory=dict)
     set_string_values: dict = dataclasses.field(default_factory=dict)
     allow_empty: bool = False
@@ -632,19 +645,55 @@ def normalize_chart_dir(chart_dir):
     return normalized
 
 
+def _read_values_file(path, git_project, what):
+    """A values file from the commit (or the working tree in dev mode); an absolute path from the file
+    system (e.g. a file the playbook wrote). Ansible Vault files are refused: only the controller has the
+    vault secrets."""
+    if os.path.isabs(path):
+        text = Path(path).read_text() if os.path.isfile(path) else None
+    else:
+        text = git_project.read_text(path)
+    if text is None:
+        raise ConvergeError(f"{what} {path} not found in {git_project.describe()}", file=path)
+    if is_ansible_vault(text):
+        raise ConvergeError(f"{what} {path} is encrypted with Ansible Vault, which a module cannot decrypt: "
+                            "decrypt it on the controller (the converge role's converge_vault_values_files, "
+                            "or lookup('ansible.builtin.unvault', path) | from_yaml passed in set)", file=path)
+    return text
+
+
 def _user_values(options, git_project):
-    """``[(text, data)]`` of the values files, read from the commit (or the working tree in dev mode);
-    absolute paths are read from the file system (e.g. files the playbook wrote)."""
+    """``[(text, data)]`` of the values files."""
     loaded = []
     for path in options.values_files:
-        if os.path.isabs(path):
-            text = Path(path).read_text() if os.path.isfile(path) else None
-        else:
-            text = git_project.read_text(path)
-        if text is None:
-            raise ConvergeError(f"values file {path} not found in {git_project.describe()}", file=path)
+        text = _read_values_file(path, git_project, "values file")
         loaded.append((text, load_values_text(text, path)))
     return loaded
+
+
+def _secret_values(options, git_project, chart_root):
+    """``(chart, extra)``: ``[(json text, data)]`` of the chart's secret-values.yaml and of the
+    secret_values_files, decrypted. The key is looked up only when there is something to decrypt, and a
+    missing or wrong key fails here, before anything is rendered."""
+    chart_file = chart_root / CHART_SECRET_VALUES_FILE
+    chart_sources = [(f"{options.chart_dir}/{CHART_SECRET_VALUES_FILE}", chart_file.read_text())] \
+        if chart_file.is_file() else []
+    extra_sources = [(path, _read_values_file(path, git_project, "secret values file"))
+                     for path in options.secret_values_files]
+    if not chart_sources and not extra_sources:
+        return [], []
+    try:
+        key = find_secret_key(options.project_dir, explicit=options.secret_key)
+    except ConvergeError as exc:
+        label = (chart_sources + extra_sources)[0][0]
+        raise ConvergeError(f"secret values file {label} cannot be decrypted: {exc}", file=label) from None
+
+    def decrypted(sources):
+        # JSON keeps every decrypted value a string for Helm, as werf passes them.
+        return [(json.dumps(data), data) for data in
+                (decrypt_values_text(key, text, label) for label, text in sources)]
+
+    return decrypted(chart_sources), decrypted(extra_sources)
 
 
 def _write_file(workdir, name, text):
@@ -654,12 +703,12 @@ def _write_file(workdir, name, text):
 
 
 def _merged_values(options, chart_root, user_values, service_values):
-    """What Helm computes as .Values, for Jinja2: values.yaml, values files, set/set_string, werf's values
-    last (werf gives its service values the final word)."""
+    """What Helm computes as .Values, for Jinja2: values.yaml, the values layers, set/set_string, werf's
+    values last (werf gives its service values the final word)."""
     chart_values_file = chart_root / "values.yaml"
     merged = load_values_text(chart_values_file.read_text(), f"{options.chart_dir}/values.yaml") \
         if chart_values_file.is_file() else {}
-    layers = [data for _, data in user_values]
+    layers = [data for _text, data in user_values]
     layers += [set_values_tree(options.set_values, options.set_string_values), service_values]
     for layer in layers:
         merged = merge_values(merged, layer)
@@ -669,7 +718,7 @@ def _merged_values(options, chart_root, user_values, service_values):
 def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name, user_values, service_values):
     prepare_helm_chart(chart_root, options.chart_dir, chart_name)
     # Helm reads the files as they are, so it types their values exactly as with plain Helm.
-    texts = [text for text, _ in user_values] + [json.dumps(service_values)]
+    texts = [text for text, _data in user_values] + [json.dumps(service_values)]
     paths = [_write_file(workdir, f"values-{i}.yaml", text) for i, text in enumerate(texts)]
     set_arguments = helm_set_arguments(options.set_values, options.set_string_values,
                                        service_values["werf"]["commit"]["date"]["unix"])
@@ -678,9 +727,21 @@ def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name
     return parse_manifests(text)
 
 
-def _render_sources(options, workdir, chart_root, *, release, namespace, project, images, service_values,
-                    git_project):
-    user_values = _user_values(options, git_project)
+def _render_sources(options, workdir, chart_root, *, git_project, **kwargs):
+    """Rendered objects of the chart. Values layers over values.yaml, lowest first, in werf's order: the
+    chart's secret-values.yaml, values files, secret values files (then set and set_string). An error
+    never shows a decrypted secret value."""
+    chart_secrets, extra_secrets = _secret_values(options, git_project, chart_root)
+    layers = chart_secrets + _user_values(options, git_project) + extra_secrets
+    try:
+        return _render_layers(options, workdir, chart_root, user_values=layers, **kwargs)
+    except ConvergeError as exc:
+        secrets = secret_strings(data for _text, data in chart_secrets + extra_secrets)
+        raise masked_error(exc, secrets) from None
+
+
+def _render_layers(options, workdir, chart_root, *, user_values, release, namespace, project, images,
+                   service_values):
     merged = _merged_values(options, chart_root, user_values, service_values)
     objects = []
     names = jinja_template_names(chart_root)

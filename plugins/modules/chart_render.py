@@ -100,7 +100,7 @@ options:
     description:
       - Extra werf secret values files (encrypted with C(werf helm secret values encrypt)), found like
         O(values_files).
-      - Values take precedence as in werf, lowest first, over the chart's C(values.yaml) - the chart's
+      - Precedence as in werf, lowest first, is the chart's C(values.yaml), the chart's
         C(secret-values.yaml), O(values_files), O(secret_values_files), O(set), O(set_string).
       - Every decrypted value is a string, as in werf.
     type: list
@@ -247,7 +247,7 @@ ARGUMENT_SPEC = dict(
     release=dict(type="str"),
     namespace=dict(type="str"),
     values_files=dict(type="list", elements="str", default=[]),
-    secret_values_files=dict(type="list", elements="str", default=[]),
+    secret_values_files=dict(type="list", elements="str", default=[], no_log=False),
     secret_key=dict(type="str", no_log=True),
     set=dict(type="dict", default={}),
     set_string=dict(type="dict", default={}),
