@@ -51,7 +51,8 @@ class Shop:
         proc = subprocess.run(command, capture_output=True, text=True, check=False,
                               env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
         output = proc.stdout + proc.stderr
-        return proc.returncode, output, {item: state for state, item in ITEM_LINE.findall(proc.stdout)}
+        items = {item: state for state, item in ITEM_LINE.findall(proc.stdout) if not item.startswith("(censored")}
+        return proc.returncode, output, items
 
 
 @pytest.fixture
@@ -156,3 +157,15 @@ def test_role_from_the_built_tarball_under_ansible_runner(shop, kube_api, tmp_pa
     assert len(changed_items) >= len(IMAGES | RESOURCES), changed_items
     assert localenv.registry_tls_password not in stdout
     assert revisions(kube_api, shop) == [(1, "deployed")]
+
+
+def test_template_error_stops_before_anything_is_built(shop, kube_api, registry):
+    (shop.dir / ".helm" / "templates" / "broken.yaml").write_text("kind: ConfigMap\nname: {{ .Values.nope.deeper }}\n")
+    commit_all(shop.dir, "broken template")
+    rc, output, items = shop.converge()
+    assert rc != 0
+    assert "templates/broken.yaml:2" in output, output
+    assert not items  # no image line, no resource line
+    for image in IMAGES:
+        assert requests.get(f"http://{registry}/v2/t-{shop.env}/shop/{image}/tags/list", timeout=10).status_code == 404
+    assert not _namespace_exists(kube_api, shop.namespace)
