@@ -27,7 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import conftest  # noqa: E402,F401,pylint: disable=unused-import  (makes the collection importable)
+import conftest  # noqa: E402,F401  pylint: disable=unused-import # makes the collection importable
 
 from ansible_collections.berth.converge.plugins.module_utils.render import (  # noqa: E402
     HELPERS_TEMPLATE_NAME, WERF_HELPERS_TEMPLATE, werf_values)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-import conftest  # noqa: E402,F401,pylint: disable=unused-import  (makes the collection importable)
+import conftest  # noqa: E402,F401  pylint: disable=unused-import # makes the collection importable
 
 from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests  # noqa: E402
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project  # noqa: E402

@@ -59,8 +59,8 @@ options:
   state:
     description:
       - V(present) applies O(manifests) as the next revision of the release.
-      - V(absent) dismisses the release, as C(werf dismiss): deletes every object its revisions record and the
-        revision records themselves. CustomResourceDefinitions, the namespace and objects annotated
+      - V(absent) dismisses the release, as C(werf dismiss) does. It deletes every object its revisions record
+        and the revision records themselves. CustomResourceDefinitions, the namespace and objects annotated
         C(helm.sh/resource-policy=keep) stay.
     type: str
     choices: [present, absent]

@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_module
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.render import RenderOptions, render_chart
 
@@ -286,24 +285,10 @@ def test_empty_render_fails_unless_allowed(project, helm_bin):
         render(project, helm_bin)
 
 
-def run_module(args, tmp_path):
-    """The real module through the ansible CLI, arguments from a JSON file; returns (status, result)."""
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps(args))
-    ansible = Path(sys.executable).with_name("ansible")
-    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    proc = subprocess.run([str(ansible), "localhost", "-m", "berth.converge.chart_render",
-                           "-a", args_file.read_text()], capture_output=True, text=True, env=env, timeout=300)
-    # The ad-hoc output is "localhost | STATUS => {result as JSON}".
-    head, arrow, result = proc.stdout.partition(" => ")
-    assert arrow, f"unexpected ansible output: {proc.stdout}{proc.stderr}"
-    return head.split("|")[1].strip(), json.loads(result)
-
-
-def test_module_through_ansible(project, helm_bin, tmp_path):
-    status, result = run_module({"project_dir": str(project), "env": "qa", "images": IMAGES,
-                                 "helm_binary": helm_bin, "set": {"replicas": 4}}, tmp_path)
-    assert status == "SUCCESS", result
+def test_module_through_ansible(project, helm_bin):
+    result, output = run_module("chart_render", {"project_dir": str(project), "env": "qa", "images": IMAGES,
+                                                 "helm_binary": helm_bin, "set": {"replicas": 4}})
+    assert not result["failed"], output
     assert result["changed"] is False
     assert (result["release"], result["namespace"]) == ("shop-qa", "shop-qa")
     deployment = by_name(result["manifests"])[("Deployment", "backend")]
@@ -311,6 +296,7 @@ def test_module_through_ansible(project, helm_bin, tmp_path):
     assert result["manifests"][0]["kind"] == "CustomResourceDefinition"
 
     commit(project, {".helm/templates/broken.yaml": "a: {{ .Values.missing.key }}\n"})
-    status, result = run_module({"project_dir": str(project), "images": IMAGES, "helm_binary": helm_bin}, tmp_path)
-    assert status == "FAILED!", result
+    result, output = run_module("chart_render", {"project_dir": str(project), "images": IMAGES,
+                                                 "helm_binary": helm_bin})
+    assert result["failed"], output
     assert "templates/broken.yaml:1" in result["msg"]

@@ -413,5 +413,5 @@ def test_state_absent_dismisses_the_release(kube_api, namespace, localenv, tmp_p
     assert sorted(r["name"] for r in dismissed["resources"]) == ["gone-cm", "gone-secret"]
     names = [s.metadata.name for s in core.list_namespaced_secret(namespace).items]
     assert "gone-secret" not in names and not any(n.startswith("berth.release.v1.gone.") for n in names)
-    again, _ = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
+    again, _output = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
     assert again["changed"] is False
