@@ -5,13 +5,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from conftest import run_module
+from gitrepo import commit, git, new_repo, write
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.render import RenderOptions, render_chart
 
@@ -129,34 +127,10 @@ data:
 }
 
 
-def git(repo, *args):
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.com", GIT_AUTHOR_DATE=AUTHOR_DATE)
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()
-
-
-def write(repo, files):
-    for name, text in files.items():
-        path = Path(repo, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-
-def commit(repo, files, message="change"):
-    write(repo, files)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
-
-
 @pytest.fixture
-def project(tmp_path):
-    repo = tmp_path / "shop"
-    repo.mkdir()
-    git(repo, "init", "-q")
-    commit(repo, CHART, "initial chart")
-    return repo
+def project(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_AUTHOR_DATE", AUTHOR_DATE)  # werf's commit date is the author date
+    return new_repo(tmp_path / "shop", CHART, "initial chart")
 
 
 def render(project, helm_bin, **kwargs):

@@ -1,11 +1,11 @@
 """image_digest -> registry_images -> image_build against the real Docker Engine and registries."""
 import re
-import subprocess
 import uuid
 
 import pytest
 
 from conftest import run_module
+from gitrepo import commit, git, new_repo
 from ansible_collections.berth.converge.plugins.module_utils.registry import RegistryClient
 
 WERF = """project: shop
@@ -45,26 +45,9 @@ def files(base_image):
     }
 
 
-def git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
-def commit(repo, changes):
-    for path, text in changes.items():
-        target = repo / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "change")
-
-
 @pytest.fixture
 def project(tmp_path, localenv):
-    path = tmp_path / "shop"
-    path.mkdir()
-    git(path, "init", "-q")
-    commit(path, files(localenv.base_image))
-    return path
+    return new_repo(tmp_path / "shop", files(localenv.base_image))
 
 
 def digest(project, repo, **more):
@@ -118,7 +101,7 @@ def test_first_run_builds_all_second_none_then_only_what_changed(project, regist
         f"hello {base['manifest_digest']}\n"
     labels = docker_client.images.get(backend["ref"]).labels
     assert labels["io.berth.converge.digest"] == backend["digest"]
-    assert labels["org.opencontainers.image.revision"] == git(project, "rev-parse", "HEAD").strip()
+    assert labels["org.opencontainers.image.revision"] == git(project, "rev-parse", "HEAD")
 
 
 def test_change_to_dependency_rebuilds_its_importers(project, registry):

@@ -12,19 +12,12 @@ import pytest
 import requests
 from kubernetes import client
 
+from gitrepo import commit, git
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "shop"
 BIN = Path(sys.executable).parent
 ITEM_LINE = re.compile(r"^(changed|ok): \[localhost\] => \(item=([^)]*)\)", re.MULTILINE)
-
-
-def git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
-def commit_all(repo, message):
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message)
 
 
 class Shop:
@@ -34,7 +27,7 @@ class Shop:
         self.dir = tmp_path / "shop"
         shutil.copytree(EXAMPLE, self.dir)
         git(self.dir, "init", "-q")
-        commit_all(self.dir, "shop")
+        commit(self.dir, message="shop")
         self.env = "t" + uuid.uuid4().hex[:6]
         self.release = self.namespace = f"shop-{self.env}"
         self.repo = f"{registry}/t-{self.env}/shop"
@@ -95,7 +88,7 @@ def test_first_converge_then_idempotent_then_one_image(shop, kube_api):
     assert revisions(kube_api, shop) == [(1, "deployed")]
 
     (shop.dir / "frontend" / "site" / "index.html").write_text("<h1>The shop, v2</h1>\n")
-    commit_all(shop.dir, "frontend: v2")
+    commit(shop.dir, message="frontend: v2")
     rc, output, items = shop.converge()
     assert rc == 0, output
     assert {i for i, state in items.items() if state == "changed"} == {"frontend", "Deployment/frontend"}, items
@@ -161,7 +154,7 @@ def test_role_from_the_built_tarball_under_ansible_runner(shop, kube_api, tmp_pa
 
 def test_template_error_stops_before_anything_is_built(shop, kube_api, registry):
     (shop.dir / ".helm" / "templates" / "broken.yaml").write_text("kind: ConfigMap\nname: {{ .Values.nope.deeper }}\n")
-    commit_all(shop.dir, "broken template")
+    commit(shop.dir, message="broken template")
     rc, output, items = shop.converge()
     assert rc != 0
     assert "templates/broken.yaml:2" in output, output

@@ -3,6 +3,8 @@ import subprocess
 
 import pytest
 
+from gitrepo import commit, git, new_repo, write
+
 from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
@@ -45,33 +47,9 @@ FILES = {
 }
 
 
-def git(repo, *args):
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
-
-
-def write(repo, files):
-    for path, text in files.items():
-        target = repo / path
-        if text is None:
-            target.unlink()
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-
-def commit(repo, files, message="change"):
-    write(repo, files)
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", message)
-
-
 @pytest.fixture
 def repo(tmp_path):
-    path = tmp_path / "shop"
-    path.mkdir()
-    git(path, "init", "-q")
-    commit(path, FILES, "initial")
-    return path
+    return new_repo(tmp_path / "shop", FILES)
 
 
 def digests(path, dev=False, **kwargs):
@@ -168,14 +146,14 @@ def test_explain_lists_inputs(repo):
     assert "arg MODE=prod" in inputs
     assert not any("UNUSED" in line for line in inputs)
     assert any(line.startswith("import ImageName BASE_IMAGE <- base ") for line in inputs)
-    oid = git(repo, "rev-parse", "HEAD:backend/src/main.py").strip()
+    oid = git(repo, "rev-parse", "HEAD:backend/src/main.py")
     assert f"context blob 100644 {oid} src/main.py" in inputs
     assert not any("scratch.tmp" in line or "README.md" in line for line in inputs)
 
 
 def test_directory_untouched_by_dockerignore_is_one_tree_input(repo):
     frontend = digests(repo)["frontend"].as_dict(explain=True)["inputs"]
-    oid = git(repo, "rev-parse", "HEAD:frontend").strip()
+    oid = git(repo, "rev-parse", "HEAD:frontend")
     assert f"context tree 040000 {oid} ." in frontend
 
 
