@@ -162,3 +162,49 @@ def test_template_error_stops_before_anything_is_built(shop, kube_api, registry)
     for image in IMAGES:
         assert requests.get(f"http://{registry}/v2/t-{shop.env}/shop/{image}/tags/list", timeout=10).status_code == 404
     assert not _namespace_exists(kube_api, shop.namespace)
+
+
+def playbook(name, extra, *flags):
+    command = [str(BIN / "ansible-playbook"), f"berth.converge.{name}", "-e", json.dumps(extra), *flags]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_render_playbook_prints_manifests_with_secrets_masked(shop):
+    extra = shop.extra_vars()
+    extra.pop("converge_vault_values_files")
+    extra["converge_set"] = {"secrets": {"dbPassword": "Pl41n-Text-Passw0rd"}}
+    rc, output = playbook("render", extra)
+    assert rc == 0, output
+    assert "kind: Deployment" in output and f"{shop.repo}/backend:" in output
+    assert "name: shop-db" in output
+    assert "Pl41n-Text-Passw0rd" not in output
+
+
+def test_dismiss_playbook_deletes_the_release(shop, kube_api):
+    rc, output, _items = shop.converge()
+    assert rc == 0, output
+    rc, output = playbook("dismiss", {"converge_release": shop.release, "converge_namespace": shop.namespace})
+    assert rc == 0, output
+    assert "Deployment/backend" in output
+    apps = client.AppsV1Api(kube_api)
+    assert not apps.list_namespaced_deployment(shop.namespace).items
+    assert revisions(kube_api, shop) == []
+
+
+def test_built_collection_lists_its_modules(tmp_path):
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "build", str(ROOT), "--output-path", str(tmp_path)],
+                   check=True, capture_output=True)
+    tarball = next(tmp_path.glob("berth-converge-*.tar.gz"))
+    collections = tmp_path / "collections"
+    subprocess.run([str(BIN / "ansible-galaxy"), "collection", "install", "--force", "-p", str(collections),
+                    str(tarball)], check=True, capture_output=True)
+    listing = subprocess.run([str(BIN / "ansible-doc"), "-l", "berth.converge"], check=True, capture_output=True,
+                             text=True, env={**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections)}).stdout
+    modules = {line.split()[0] for line in listing.splitlines() if line.startswith("berth.converge.")}
+    assert modules >= {f"berth.converge.{name}" for name in (
+        "image_digest", "registry_images", "image_build", "chart_render", "release_apply", "release_track",
+        "release_rollback", "release_info")}, listing
+    installed = collections / "ansible_collections" / "berth" / "converge"
+    assert (installed / "roles" / "converge" / "meta" / "argument_specs.yml").is_file()
+    assert not (installed / "tests").exists() and not (installed / "hack").exists()
