@@ -13,6 +13,7 @@ options:
     description:
       - Docker Engine API address, for example C(unix:///var/run/docker.sock) or C(tcp://127.0.0.1:2376).
       - Falls back to the E(DOCKER_HOST) environment variable, then the Docker default socket.
+      - A TLS-protected Engine is reached with E(DOCKER_TLS_VERIFY) and E(DOCKER_CERT_PATH), as the docker CLI does.
     type: str
   docker_timeout:
     description:

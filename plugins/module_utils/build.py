@@ -72,11 +72,11 @@ def _zero_mtime(info):
     return info
 
 
-def import_values(image, images_by_name, inspect_image_id):
+def import_values(image, images_by_name, local_image_id):
     """Build args for the werf dependency imports of ``image`` (a dict from image_digest).
 
     ImageDigest needs the dependency's manifest digest (known once it is in the registry);
-    ImageID the local image id, which ``inspect_image_id(ref)`` returns.
+    ImageID the local image id, which ``local_image_id(ref)`` returns.
     """
     values = {}
     for dep in image.get("dependencies") or []:
@@ -94,7 +94,7 @@ def import_values(image, images_by_name, inspect_image_id):
             elif kind == "ImageDigest":
                 value = source.get("manifest_digest")
             else:  # ImageID
-                value = inspect_image_id(source["ref"])
+                value = local_image_id(source["ref"])
             if not value:
                 raise ConvergeError(f"image '{image['name']}': import {kind} of '{dep['image']}' has no value yet; "
                                     f"'{dep['image']}' must be built and pushed first")
@@ -111,13 +111,21 @@ class Builder:
         self.commit = commit
         self._auth_config_for = auth_config_for     # (ref) -> dict | None
 
-    def inspect_image_id(self, ref):
+    def local_image_id(self, ref):
+        """Id of the image ``ref`` in the Engine, pulled with our credentials first when it is not there.
+
+        Dependencies are pulled before a build: the Engine's own FROM pull would only know the Docker
+        config's credentials, not the module's.
+        """
         api = self._docker_factory()
         try:
             return api.inspect_image(ref)["Id"]
-        except Exception:  # not local: pull it from our registry (it was pushed there)
-            api.pull(ref, auth_config=self._auth_config_for(ref))
-            return api.inspect_image(ref)["Id"]
+        except Exception:  # not local (the SDK raises ImageNotFound or APIError): pull it
+            try:
+                api.pull(ref, auth_config=self._auth_config_for(ref))
+                return api.inspect_image(ref)["Id"]
+            except Exception as exc:  # the SDK's error types vary by version
+                raise ConvergeError(f"cannot pull {ref}: {exc}")
 
     def build(self, image, context_tar, build_args):
         """Build ``image`` (dict from image_digest) and return (image_id, log lines)."""
@@ -199,7 +207,9 @@ def build_missing(images, missing_names, make_context, builder, concurrency=5):
     def run(name):
         image = by_name[name]
         build_args = dict(image.get("args") or {})
-        build_args.update(import_values(image, by_name, builder.inspect_image_id))
+        for dep in deps_of(name):
+            builder.local_image_id(by_name[dep]["ref"])
+        build_args.update(import_values(image, by_name, builder.local_image_id))
         image_id, log = builder.build(image, make_context(image), build_args)
         digest = builder.push(image)
         image["manifest_digest"] = digest

@@ -99,7 +99,8 @@ def _image_digest(project, config, image, done, repo):
     for dep in image.dependencies:
         for imp in dep.imports:
             imports.append(f"import {imp.type} {imp.target_build_arg} <- {dep.image} {done[dep.image].digest}")
-            build_args.setdefault(imp.target_build_arg, f"<{imp.type} of {dep.image}>")
+            # an import sets its build arg, over a werf.yaml `args` value of the same name (as image_build does)
+            build_args[imp.target_build_arg] = f"<{imp.type} of {dep.image}>"
     try:
         build = resolve(dockerfile, image.target, build_args)
     except ConvergeError as exc:
@@ -123,7 +124,7 @@ def _image_digest(project, config, image, done, repo):
         if name not in imported:
             inputs.append(f"arg {name}={build.used_args[name]}")
     inputs.extend(sorted(line for line in imports if line.split()[2] in build.used_args))
-    patterns = sorted({p for source in build.context_sources for p in source.patterns})
+    patterns = sorted({(p, source.parents) for source in build.context_sources for p in source.patterns})
     inputs.extend(f"context {kind} {mode} {oid} {path}"
                   for kind, mode, oid, path in select_context(project, image.context, patterns,
                                                               _dockerignore(project, image)))
@@ -150,22 +151,23 @@ def _dockerignore(project, image):
 
 
 def select_context(project, context, patterns, ignore):
-    """(kind, mode, oid, path) of what COPY/ADD ``patterns`` select in ``context``, after ``ignore``.
+    """(kind, mode, oid, path) of what COPY/ADD sources select in ``context``, after ``ignore``.
 
-    Sorted by path. Whole directories untouched by ``ignore`` appear once, as their tree.
+    ``patterns`` are (pattern, parents) pairs: `COPY --parents` sources match differently. Sorted by path.
+    Whole directories untouched by ``ignore`` appear once, as their tree.
     """
     if not patterns:
         return []
     selected = []
 
     def selected_whole(rel):
-        return any(source_selects(p, rel) for p in patterns)
+        return any(source_selects(p, rel, parents=parents) for p, parents in patterns)
 
     def visit(rel):
         for entry in project.list_tree(join_path(context, rel) if rel else context):
             path = f"{rel}/{entry.path}" if rel else entry.path
             if entry.type == "tree":
-                if not any(source_may_select_under(p, path) for p in patterns):
+                if not any(source_may_select_under(p, path, parents=parents) for p, parents in patterns):
                     continue
                 if not selected_whole(path):
                     visit(path)
@@ -182,7 +184,7 @@ def select_context(project, context, patterns, ignore):
     root = project.entry(context) if context else project.entry("")
     if root is None or root.type != "tree":
         raise ConvergeError(f"context '{context}' is not a directory in the converged tree")
-    if "." in patterns and not ignore.may_affect(""):
+    if (".", False) in patterns and not ignore.may_affect(""):
         return [("tree", root.mode, root.oid, ".")]
     visit("")
     return sorted(selected, key=lambda item: item[3])

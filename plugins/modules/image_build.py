@@ -151,8 +151,13 @@ from ansible_collections.berth.converge.plugins.module_utils.registry import (
 def _docker_factory(params):
     import docker
 
+    # DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH as the docker CLI reads them; docker_host wins
+    settings = docker.utils.kwargs_from_env()
+    if params["docker_host"]:
+        settings["base_url"] = params["docker_host"]
+
     def factory():
-        return docker.APIClient(base_url=params["docker_host"] or None, timeout=params["docker_timeout"])
+        return docker.APIClient(timeout=params["docker_timeout"], **settings)
 
     return factory
 

@@ -102,10 +102,10 @@ commit:
       type: str
       sample: 4f1c2ab0d6e1c6f3f0b0b2b8e7f6d5c4b3a29180
     date:
-      description: Committer date, ISO 8601.
+      description: Author date (as werf uses), ISO 8601.
       type: str
     unix:
-      description: Committer date, seconds since the epoch.
+      description: Author date, seconds since the epoch.
       type: int
 uncommitted:
   description: Paths with uncommitted changes; they are not part of the digests unless O(dev=true).

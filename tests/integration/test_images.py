@@ -171,3 +171,19 @@ def test_tls_registry_with_credentials_and_wrong_password(project, localenv, reg
     assert "credentials" in result["msg"].lower() or "unauthorized" in result["msg"].lower(), result["msg"]
     assert wrong not in output
     assert localenv.registry_tls_password not in output
+
+
+def test_dependency_only_in_a_private_registry_is_pulled_with_the_module_credentials(project, localenv, registry_tls,
+                                                                                     docker_client):
+    repo = f"{registry_tls}/t-{uuid.uuid4().hex[:8]}"
+    auth = {"registry_username": localenv.registry_tls_username, "registry_password": localenv.registry_tls_password,
+            "ca_cert": localenv.ca_cert}
+    first = digest(project, repo)["images"]
+    build(project, first, **auth)
+    base = next(i for i in first if i["name"] == "base")
+    for image in first:  # nothing local any more: the Engine has no credentials of its own for this registry
+        docker_client.images.remove(image["ref"], force=True)
+    commit(project, {"backend/app/main.sh": "echo backend v3\n"})
+    rebuilt = build(project, digest(project, repo)["images"], **auth)
+    assert rebuilt["built"] == ["backend"]
+    assert docker_client.images.get(base["ref"])  # pulled before the backend's FROM

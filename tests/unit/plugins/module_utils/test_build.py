@@ -49,9 +49,10 @@ def test_push_does_not_retry_refused_credentials():
 
 class RecordingBuilder:
     def __init__(self, fail=None):
-        self.order, self.fail = [], fail
+        self.order, self.fail, self.local = [], fail, []
 
-    def inspect_image_id(self, ref):
+    def local_image_id(self, ref):
+        self.local.append(ref)
         return "sha256:id-" + ref
 
     def build(self, image, context, build_args):
@@ -80,6 +81,7 @@ def test_dependencies_build_first_and_imports_become_build_args():
     assert names.index("base") < names.index("app")
     app_args = dict(recorder.order)["app"]
     assert app_args == {"A": "x", "BASE": "r/base:1", "BASE_DIGEST": "sha256:manifest-base"}
+    assert "r/base:1" in recorder.local  # the dependency is made local before the dependent builds
     assert [(r.name, r.changed) for r in results] == [("app", True), ("base", True), ("other", True)]
 
 
