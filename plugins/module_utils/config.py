@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """werf.yaml -> validated dataclasses (the werf subset of DESIGN.md section 3).
 
-Every error names the file, the line and the field. Stapel images and Go-templated files are
-recognised and refused with a clear message rather than misread.
+Every error names the file, the line and the field. Stapel images are recognised and refused with a
+clear message rather than misread. The text is werf.yaml after rendering (werf_template renders the Go
+template first).
 """
 
 from __future__ import annotations
@@ -134,13 +135,7 @@ class _Doc:
 
 
 def load_config(text, path="werf.yaml"):
-    """Parse and validate werf.yaml text; ``path`` is used in messages."""
-    template = re.search(r"{{|{%", text)
-    if template:
-        line = text.count("\n", 0, template.start()) + 1
-        raise ConvergeError(
-            f"{path}:{line}: werf.yaml uses Go templates, which berth.converge does not support yet; "
-            "render it first or remove the template expressions")
+    """Parse and validate rendered werf.yaml text; ``path`` is used in messages."""
     try:
         nodes = [node for node in yaml.compose_all(text) if node is not None]
     except yaml.YAMLError as exc:

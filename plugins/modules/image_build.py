@@ -53,6 +53,11 @@ options:
       - Build from the working tree instead of the commit.
     type: bool
     default: false
+  env:
+    description:
+      - werf environment name, as werf's C(--env); a templated C(werf.yaml) sees it as C(.Env). Use the same
+        value as for M(berth.converge.image_digest).
+    type: str
   image:
     description:
       - One image, an element of RV(berth.converge.image_digest#module:images). Its dependencies must be in
@@ -186,6 +191,7 @@ def main():
             config=dict(type="str", default="werf.yaml"),
             revision=dict(type="str", default="HEAD"),
             dev=dict(type="bool", default=False),
+            env=dict(type="str"),
             image=dict(type="dict"),
             images=dict(type="list", elements="dict", default=[]),
             force=dict(type="bool", default=False),
@@ -203,7 +209,7 @@ def main():
         images.append(dict(p["image"]))
     wanted = {p["image"]["name"]} if p["image"] else {i.get("name") for i in images}
     try:
-        project = load_project(p["project_dir"], p["config"], p["revision"], p["dev"])
+        project = load_project(p["project_dir"], p["config"], p["revision"], p["dev"], p["env"])
         plan(project, images, wanted)
         with client_from_params(p) as registry:
             present, _missing = registry.lookup([image["ref"] for image in images])

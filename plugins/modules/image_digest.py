@@ -40,7 +40,8 @@ options:
     type: str
   env:
     description:
-      - werf environment name (for example C(production)). Recorded in the result; it does not change digests.
+      - werf environment name (for example C(production)), as werf's C(--env). A templated C(werf.yaml) sees it
+        as C(.Env); it is recorded in the result. It changes digests only through what the template makes of it.
     type: str
   revision:
     description:
@@ -188,7 +189,7 @@ def main():
     check_libraries(module, "yaml", "git")
     p = module.params
     try:
-        project = load_project(p["project_dir"], p["config"], p["revision"], p["dev"])
+        project = load_project(p["project_dir"], p["config"], p["revision"], p["dev"], p["env"])
         digests = compute_digests(project.git, project.config, repo=p["repo"], only=p["images"])
     except ConvergeError as exc:
         module.fail_json(msg=str(exc), **exc.details)

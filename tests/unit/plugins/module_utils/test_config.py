@@ -69,7 +69,6 @@ def test_defaults():
     (META + "---\nimage: app\nfrom: alpine\n", "werf.yaml:5: image 'app' is a Stapel image (from)"),
     (META + "---\nartifact: app\nfrom: alpine\n", "Stapel image"),
     (META + "---\nimage: app\ndockerfile: D\nssh: default\n", "werf key 'ssh' is not supported yet"),
-    ("project: {{ env \"P\" }}\nconfigVersion: 1\n", "werf.yaml:1: werf.yaml uses Go templates"),
     ("project: Shop_1\nconfigVersion: 1\n", "werf.yaml:1: 'project: Shop_1' is not a valid slug"),
     ("project: shop\nconfigVersion: 2\n", "werf.yaml:2: 'configVersion' must be 1"),
     ("configVersion: 1\n", "'project' is required"),
@@ -98,6 +97,12 @@ def test_cycle_through_three_images():
     for name, dep in (("a", "b"), ("b", "c"), ("c", "a")):
         text += f"---\nimage: {name}\ndockerfile: D\ndependencies: [{{image: {dep}}}]\n"
     assert "a -> b -> c -> a" in error(text)
+
+
+def test_template_markers_are_plain_data_after_rendering():
+    """load_config reads rendered werf.yaml (werf_template renders it first): braces are just text."""
+    config = load_config(META + "---\nimage: app\ndockerfile: D\nargs: {A: \"{{ not a template here }}\"}\n")
+    assert config.image("app").args == {"A": "{{ not a template here }}"}
 
 
 def test_dependency_order_puts_dependencies_first():
