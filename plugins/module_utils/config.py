@@ -123,9 +123,15 @@ class _Doc:
         self.lines = {}
         if not isinstance(node, yaml.MappingNode):
             raise ConvergeError(f"{path}:{self.line}: a werf.yaml document must be a mapping")
-        for key_node, value_node in node.value:
-            self.lines[key_node.value] = key_node.start_mark.line + 1
-        self.data = yaml.safe_load(yaml.serialize(node)) or {}
+        for key_node, _value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                self.lines[key_node.value] = key_node.start_mark.line + 1
+        try:
+            self.data = yaml.safe_load(yaml.serialize(node)) or {}
+        except yaml.YAMLError as exc:  # e.g. a mapping used as a key
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else self.line
+            raise ConvergeError(f"{path}:{line}: {getattr(exc, 'problem', None) or exc}", file=path)
 
     def where(self, key=None):
         return f"{self.path}:{self.lines.get(key, self.line)}"

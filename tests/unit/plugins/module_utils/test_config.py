@@ -111,3 +111,7 @@ def test_dependency_order_puts_dependencies_first():
     config = load_config(META + "---\nimage: app\ndockerfile: D\ndependencies: [{image: base}]\n"
                                 "---\nimage: base\ndockerfile: D\n")
     assert [i.name for i in dependency_order(config.images)] == ["base", "app"]
+
+
+def test_unhashable_key_is_a_clear_error():
+    assert "werf.yaml:" in error(META + "---\nimage: a\ndockerfile: D\n? {x: 1}\n: y\n")
