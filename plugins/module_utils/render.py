@@ -11,6 +11,7 @@ The result is a list of Kubernetes objects in apply order.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime
 import json
@@ -18,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 import traceback
 import unicodedata
@@ -28,7 +30,7 @@ try:
 except ImportError:  # reported by the module (requirements.check_libraries)
     yaml = None
 
-from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig, load_config
+from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
 from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import (
@@ -39,8 +41,12 @@ from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import
     masked_error,
     secret_strings,
 )
+from ansible_collections.berth.converge.plugins.module_utils.werf_template import load_werf_config
 
 HELPERS_TEMPLATE_NAME = "_berth_converge_werf.tpl"
+CHECKOUT_TREE = "tree"
+EXPORT_VALUES_KEY = "export-values"
+LOCAL_REPOSITORY_PREFIX = "file://"
 WEIGHT_ANNOTATION = "werf.io/weight"
 RELEASE_MAX_LENGTH = 53
 NAMESPACE_MAX_LENGTH = 63
@@ -310,12 +316,13 @@ def release_and_namespace(options, project, deploy):
 # The project: werf.yaml (optional here) and the chart directory, from the commit or the working tree
 
 
-def deploy_settings(git_project, config_path="werf.yaml"):
-    """``(project name or None, DeployConfig)`` from werf.yaml; werf's defaults when there is no werf.yaml."""
+def deploy_settings(git_project, config_path="werf.yaml", env=None):
+    """``(project name or None, DeployConfig)`` from werf.yaml (rendered for the werf environment ``env``);
+    werf's defaults when there is no werf.yaml."""
     text = git_project.read_text(config_path)
     if text is None:
         return None, DeployConfig()
-    config = load_config(text, config_path)
+    config = load_werf_config(text, config_path, git_project, env)
     return config.project, config.deploy
 
 
@@ -323,7 +330,7 @@ def deploy_settings(git_project, config_path="werf.yaml"):
 def chart_checkout(git_project, chart_dir):
     """A temporary copy of the chart directory: ``(workdir, chart_root)``; chart_root is None when absent."""
     with tempfile.TemporaryDirectory(prefix="berth-chart-") as workdir:
-        tree = Path(workdir, "tree")
+        tree = Path(workdir, CHECKOUT_TREE)
         found = git_project.extract(chart_dir, tree)
         yield Path(workdir), (tree / chart_dir if found else None)
 
@@ -478,12 +485,18 @@ def is_helm_chart(chart_root):
     return any((chart_root / name).exists() for name in ("Chart.yaml", "templates", "crds"))
 
 
-def helm_template(chart_root, *, release, namespace, values_paths, set_arguments, helm_binary):
-    """``helm template`` output; Helm's own message (naming file and line) on failure."""
+def helm_path(helm_binary):
+    """The path of the Helm binary; the error says how to get one."""
     binary = shutil.which(helm_binary)
     if not binary:
         raise ConvergeError(f"Helm binary {helm_binary!r} not found; install Helm 3 or set helm_binary")
-    command = [binary, "template", release, str(chart_root), "--namespace", namespace, "--include-crds"]
+    return binary
+
+
+def helm_template(chart_root, *, release, namespace, values_paths, set_arguments, helm_binary):
+    """``helm template`` output; Helm's own message (naming file and line) on failure."""
+    command = [helm_path(helm_binary), "template", release, str(chart_root), "--namespace", namespace,
+               "--include-crds"]
     for path in values_paths:
         command += ["--values", str(path)]
     command += set_arguments
@@ -492,6 +505,194 @@ def helm_template(chart_root, *, release, namespace, values_paths, set_arguments
         message = result.stderr.replace("\n\nUse --debug flag to render out invalid YAML", "").strip()
         raise ConvergeError(f"helm template failed: {message}", stderr=result.stderr)
     return result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chart dependencies: local (file:// and charts/), OCI and HTTP chart repositories, built by Helm itself
+
+
+def chart_metadata(chart_root, chart_label):
+    """Chart.yaml of a chart directory as a dict ({} without one); ``chart_label`` names it in errors."""
+    path = chart_root / "Chart.yaml"
+    if not path.is_file():
+        return {}
+    return load_values_text(path.read_text(), f"{chart_label}/Chart.yaml", what="chart metadata")
+
+
+def chart_dependencies(metadata, chart_label):
+    """The ``dependencies`` of a Chart.yaml; each must be a mapping with a name."""
+    dependencies = metadata.get("dependencies") or []
+    if not isinstance(dependencies, list) or not all(isinstance(d, dict) and d.get("name") for d in dependencies):
+        raise ConvergeError(f"{chart_label}/Chart.yaml: dependencies must be a list of mappings, each with a name",
+                            file=f"{chart_label}/Chart.yaml")
+    return dependencies
+
+
+def local_dependency_path(dependency, chart_label):
+    """The project path of a ``file://`` dependency of the chart at project path ``chart_label``; None for
+    the other repositories."""
+    repository = str(dependency.get("repository") or "")
+    if not repository.startswith(LOCAL_REPOSITORY_PREFIX):
+        return None
+    path = os.path.normpath(os.path.join(chart_label, repository[len(LOCAL_REPOSITORY_PREFIX):]))
+    if os.path.isabs(path) or path == ".." or path.startswith("../"):
+        raise ConvergeError(f"{chart_label}/Chart.yaml: dependency {dependency['name']}: {repository} is outside "
+                            "the project directory", file=f"{chart_label}/Chart.yaml")
+    return path
+
+
+def extract_local_dependencies(git_project, tree, chart_label):
+    """Write the ``file://`` dependencies of the chart, and theirs, from the commit (or the working tree in
+    dev mode) into ``tree``, where their relative paths point."""
+    pending, seen = [chart_label], {chart_label}
+    while pending:
+        current = pending.pop()
+        for dependency in chart_dependencies(chart_metadata(tree / current, current), current):
+            path = local_dependency_path(dependency, current)
+            if path is None or path in seen:
+                continue
+            if not git_project.extract(path, tree):
+                raise ConvergeError(f"{current}/Chart.yaml: dependency {dependency['name']}: "
+                                    f"{dependency['repository']} is not a directory in {git_project.describe()}",
+                                    file=f"{current}/Chart.yaml")
+            seen.add(path)
+            pending.append(path)
+
+
+def _archive_chart_name(path):
+    """The chart name in a chart archive, or None when it is unreadable (Helm then says why)."""
+    try:
+        with tarfile.open(path) as archive:
+            member = next((m for m in archive.getmembers()
+                           if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml")), None)
+            return (yaml.safe_load(archive.extractfile(member)) or {}).get("name") if member else None
+    except (tarfile.TarError, OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def present_charts(chart_root):
+    """Names of the charts in charts/, unpacked or archived."""
+    names = set()
+    charts = chart_root / "charts"
+    for entry in sorted(charts.iterdir()) if charts.is_dir() else []:
+        if (entry / "Chart.yaml").is_file():
+            names.add(chart_metadata(entry, str(entry)).get("name"))
+        elif entry.name.endswith((".tgz", ".tar.gz")):
+            names.add(_archive_chart_name(entry))
+    return names
+
+
+def helm_state_env(helm_home):
+    """Environment that gives Helm its own repositories, caches and registry logins under ``helm_home``: the
+    user's Helm state is neither needed nor touched."""
+    home = Path(helm_home)
+    return {"HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"), "HELM_REPOSITORY_CACHE": str(home / "cache" / "repository"),
+            "HELM_REPOSITORY_CONFIG": str(home / "config" / "repositories.yaml"),
+            "HELM_REGISTRY_CONFIG": str(home / "config" / "registry" / "config.json")}
+
+
+def _pin_locked_versions(chart_root, metadata, dependencies):
+    """Helm cannot check a Chart.lock against a Chart.yaml with werf's export-values (werf's lock digest
+    covers fields Helm does not know): pin the locked versions in Chart.yaml and let Helm resolve those."""
+    lock_path = chart_root / "Chart.lock"
+    if not lock_path.is_file() or not any(EXPORT_VALUES_KEY in d for d in dependencies):
+        return
+    locked = {d.get("name"): d.get("version") for d in (yaml.safe_load(lock_path.read_text()) or {}).get(
+        "dependencies") or [] if isinstance(d, dict)}
+    for dependency in dependencies:
+        dependency["version"] = locked.get(dependency["name"]) or dependency.get("version")
+    (chart_root / "Chart.yaml").write_text(yaml.safe_dump(metadata))
+    lock_path.unlink()
+
+
+def _dependency_error(chart_label, stderr, dependencies):
+    message = "\n".join(line.removeprefix("Error: ") for line in stderr.strip().splitlines()[-3:])
+    named = [d["name"] for d in dependencies if d["name"] in message]
+    listed = "" if named else " (dependencies: " + ", ".join(
+        f"{d['name']} from {d.get('repository') or 'charts/'}" for d in dependencies) + ")"
+    return ConvergeError(f"{chart_label}/Chart.yaml: helm dependency build failed{listed}: {message}",
+                         file=f"{chart_label}/Chart.yaml", stderr=stderr)
+
+
+def build_dependencies(chart_root, chart_label, helm_binary, helm_home, seen=None):
+    """Build the chart's dependencies with ``helm dependency build`` (file:// ones first, recursively) when
+    one is missing from charts/; returns the chart's dependency list. Errors name the dependency and give
+    Helm's message. ``seen`` holds the charts already built."""
+    seen = seen if seen is not None else {chart_label}
+    metadata = chart_metadata(chart_root, chart_label)
+    dependencies = chart_dependencies(metadata, chart_label)
+    for dependency in dependencies:
+        path = local_dependency_path(dependency, chart_label)
+        if path is not None and path not in seen:
+            seen.add(path)
+            local_root = Path(os.path.normpath(chart_root / os.path.relpath(path, chart_label)))
+            build_dependencies(local_root, path, helm_binary, helm_home, seen)
+    present = present_charts(chart_root)
+    if all(dependency["name"] in present for dependency in dependencies):
+        return dependencies
+    _pin_locked_versions(chart_root, metadata, dependencies)
+    result = subprocess.run([helm_path(helm_binary), "dependency", "build", str(chart_root)], capture_output=True,
+                            text=True, check=False, env={**os.environ, **helm_state_env(helm_home)})
+    if result.returncode != 0:
+        raise _dependency_error(chart_label, result.stderr, dependencies)
+    return dependencies
+
+
+def _export_pairs(dependency, chart_label):
+    """``(parent path, child path)`` of each entry of a dependency's werf export-values; a string entry
+    exports ``exports.<entry>`` to the child's root, as werf does."""
+    entries = dependency.get(EXPORT_VALUES_KEY) or []
+    where = f"{chart_label}/Chart.yaml: dependency {dependency['name']}: {EXPORT_VALUES_KEY}"
+    if not isinstance(entries, list):
+        raise ConvergeError(f"{where} must be a list", file=f"{chart_label}/Chart.yaml")
+    pairs = []
+    for index, entry in enumerate(entries):
+        if isinstance(entry, str):
+            pairs.append(("exports" if entry.strip() in ("", ".") else f"exports.{entry.strip()}", ""))
+            continue
+        if not (isinstance(entry, dict) and isinstance(entry.get("parent"), str)
+                and isinstance(entry.get("child"), str)) or entry["parent"].strip() in ("", "."):
+            raise ConvergeError(f"{where}[{index}] must be a string or a mapping with a parent path and a child "
+                                f"path (strings), got {entry!r}", file=f"{chart_label}/Chart.yaml")
+        child = entry["child"].strip()
+        pairs.append((entry["parent"].strip(), "" if child == "." else child))
+    return pairs
+
+
+def _value_at(values, path):
+    node = values
+    for part in path.split("."):
+        if not isinstance(node, dict) or node.get(part) is None:
+            return None
+        node = node[part]
+    return node
+
+
+def _nested(path, value):
+    for part in reversed(path.split(".")):
+        value = {part: value}
+    return value
+
+
+def exported_values(dependencies, parent_values, chart_label):
+    """The values werf's ``export-values`` gives the dependencies, keyed by alias (else name), from the
+    parent's computed values. A parent path that holds nothing exports nothing, as in werf."""
+    exports = {}
+    for dependency in dependencies:
+        layer = {}
+        for parent, child in _export_pairs(dependency, chart_label):
+            value = copy.deepcopy(_value_at(parent_values, parent))
+            if value is None:
+                continue
+            if not child and not isinstance(value, dict):
+                raise ConvergeError(f"{chart_label}/Chart.yaml: dependency {dependency['name']}: {EXPORT_VALUES_KEY} "
+                                    f"parent {parent} is not a mapping, so it needs a child path",
+                                    file=f"{chart_label}/Chart.yaml")
+            layer = merge_values(layer, _nested(child, value) if child else value)
+        if layer:
+            exports = merge_values(exports, {dependency.get("alias") or dependency["name"]: layer})
+    return exports
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -715,10 +916,14 @@ def _merged_values(options, chart_root, user_values, service_values):
     return merged
 
 
-def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name, user_values, service_values):
+def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name, user_values, service_values,
+                 merged):
     prepare_helm_chart(chart_root, options.chart_dir, chart_name)
+    dependencies = build_dependencies(chart_root, options.chart_dir, options.helm_binary, Path(workdir, "helm"))
+    # werf's export-values sit above the charts' values.yaml and below every values layer the user gives.
+    exports = exported_values(dependencies, merged, options.chart_dir)
     # Helm reads the files as they are, so it types their values exactly as with plain Helm.
-    texts = [text for text, _data in user_values] + [json.dumps(service_values)]
+    texts = [json.dumps(exports)] + [text for text, _data in user_values] + [json.dumps(service_values)]
     paths = [_write_file(workdir, f"values-{i}.yaml", text) for i, text in enumerate(texts)]
     set_arguments = helm_set_arguments(options.set_values, options.set_string_values,
                                        service_values["werf"]["commit"]["date"]["unix"])
@@ -733,6 +938,7 @@ def _render_sources(options, workdir, chart_root, *, git_project, **kwargs):
     never shows a decrypted secret value."""
     chart_secrets, extra_secrets = _secret_values(options, git_project, chart_root)
     layers = chart_secrets + _user_values(options, git_project) + extra_secrets
+    extract_local_dependencies(git_project, Path(workdir, CHECKOUT_TREE), options.chart_dir)
     try:
         return _render_layers(options, workdir, chart_root, user_values=layers, **kwargs)
     except ConvergeError as exc:
@@ -751,7 +957,7 @@ def _render_layers(options, workdir, chart_root, *, user_values, release, namesp
     if is_helm_chart(chart_root):
         objects = _render_helm(options, workdir, chart_root, release=release, namespace=namespace,
                                chart_name=project or release, user_values=user_values,
-                               service_values=service_values) + objects
+                               service_values=service_values, merged=merged) + objects
     return objects
 
 
@@ -759,7 +965,7 @@ def render_chart(options):
     """Render the chart for the commit: ``{"manifests", "release", "namespace", "commit"}``."""
     git_project = GitProject(options.project_dir, revision=options.commit, dev=options.dev)
     commit = git_project.commit.as_dict()
-    config_project, deploy = deploy_settings(git_project)
+    config_project, deploy = deploy_settings(git_project, env=options.env)
     options = dataclasses.replace(options, chart_dir=normalize_chart_dir(options.chart_dir or deploy.helm_chart_dir))
     project = options.project or config_project
     release, namespace = release_and_namespace(options, project, deploy)

@@ -29,6 +29,17 @@ description:
     as in werf."
   - The named template C(werf_image) is added to every chart, so
     C({{ tuple "backend" . | include "werf_image" }}) works in the chart and its subcharts.
+  - "Chart dependencies (C(dependencies) of C(Chart.yaml)) come from C(charts/) (unpacked or archived),
+    C(file://) paths (read from the commit like the chart, so they must be inside the project), OCI
+    registries (C(oci://)) and HTTP chart repositories. When one is missing from C(charts/), Helm's own
+    C(helm dependency build) fetches them (honouring C(Chart.lock)), with a temporary Helm configuration,
+    cache and registry login file: the user's Helm state is neither needed nor changed, so repository
+    aliases (C(@name)) and registry logins do not apply. A failure names the dependency and gives Helm's
+    message."
+  - werf's C(export-values) of a dependency gives it values of the parent chart (the computed ones, werf's
+    service values included), as werf does; Helm's C(import-values) and C(global) work as in Helm.
+  - Helm hooks (objects annotated C(helm.sh/hook)) are returned among RV(manifests), unchanged;
+    M(berth.converge.release_apply) recognises them by that annotation and runs them around the release.
   - werf secret values are decrypted as werf does, from the chart's C(secret-values.yaml) (read
     automatically when present) and O(secret_values_files), with the key from O(secret_key),
     E(WERF_SECRET_KEY), the project's C(.werf_secret_key), or C(global_secret_key) in werf's home
@@ -191,7 +202,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 manifests:
-  description: Rendered Kubernetes objects in apply order.
+  description: Rendered Kubernetes objects in apply order, Helm hooks included.
   returned: success
   type: list
   elements: dict

@@ -22,10 +22,32 @@ description:
     maintains; such objects are not written at all) or C(delete) (prune: recorded in the release since its
     last successful revision, no longer in the set)."
   - Objects are applied in order, each group concurrently; CustomResourceDefinitions first (waiting until
-    they are Established), then Namespaces, then by ascending C(werf.io/weight) annotation (default 0).
-    Pruned objects are deleted after the new set is applied, with background propagation. CustomResourceDefinitions
+    they are Established), then the pre hooks, then Namespaces, then the other objects in groups of equal
+    C(werf.io/weight) annotation (default 0), lowest first. As werf deploys, a group is tracked until it is
+    ready (as M(berth.converge.release_track) tracks) before a later group with changes is applied, so a
+    migration Job of weight -1 completes before the Deployments of weight 0 change. The last group is not
+    waited for here; M(berth.converge.release_track) does that.
+  - Pruned objects are deleted after the new set is applied, with background propagation. CustomResourceDefinitions
     and the release namespace itself are never pruned (a warning says so), nor objects annotated
     C(helm.sh/resource-policy=keep).
+  - "Helm hooks: manifests annotated C(helm.sh/hook) are not resources of the release; they are reported in
+    RV(hooks), not in RV(resources), and never pruned. The first revision runs the C(pre-install) and
+    C(post-install) hooks, later revisions C(pre-upgrade) and C(post-upgrade); pre hooks run before the
+    release's resources (CustomResourceDefinitions aside) are applied, post hooks once every resource of the
+    release is ready. Hooks run one at a time in Helm's order: C(helm.sh/hook-weight) ascending, then name,
+    then kind. Each is tracked until it completes (Jobs, Pods) or is ready (anything else), honouring the werf
+    annotations as M(berth.converge.release_track) does."
+  - "C(helm.sh/hook-delete-policy): C(before-hook-creation) (the default when none is given, as in Helm)
+    deletes the hook left by an earlier run before creating it again; C(hook-succeeded) deletes the hooks of an
+    event once all of them succeeded; C(hook-failed) deletes a hook that failed. CustomResourceDefinitions are
+    never deleted."
+  - "A hook that fails stops the run at once: nothing more is applied, the revision is marked C(failed), and
+    the error names the hook, the reason of its failure (for a Job, such as C(BackoffLimitExceeded)), the last
+    lines of its pod's log (or why there are none) and its last Events; RV(failed_hook) has the details."
+  - Hooks run only when a revision is recorded, that is when a resource or a hook changed; a converge that
+    changes nothing runs none. With O(state=absent) the C(pre-delete) hooks of the latest revision run before
+    the deletion and its C(post-delete) hooks after it. Manifests whose C(helm.sh/hook) names no Helm event
+    are skipped with a warning, as Helm skips them.
   - Every applied object is annotated with its release, as C(berth.converge/release) and
     C(berth.converge/release-namespace), and as Helm and werf do, C(meta.helm.sh/release-name) and
     C(meta.helm.sh/release-namespace). An object annotated as belonging to another release (by either pair) is
@@ -48,8 +70,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - The whole set is validated with a server-side dry run and the actions are reported; nothing is written,
-        no lock is taken and no revision is recorded.
+      - The whole set, with the hooks that would run, is validated with a server-side dry run and the actions
+        are reported; nothing is written, no hook runs, no lock is taken and no revision is recorded.
   diff_mode:
     support: full
     details:
@@ -59,9 +81,10 @@ options:
   state:
     description:
       - V(present) applies O(manifests) as the next revision of the release.
-      - V(absent) dismisses the release, as C(werf dismiss) does. It deletes every object its revisions record
-        and the revision records themselves. CustomResourceDefinitions, the namespace and objects annotated
-        C(helm.sh/resource-policy=keep) stay.
+      - V(absent) dismisses the release, as C(werf dismiss) does. It runs the C(pre-delete) hooks of the latest
+        revision, deletes every object its revisions record, runs the C(post-delete) hooks, then deletes the
+        revision records. CustomResourceDefinitions, the namespace, objects annotated
+        C(helm.sh/resource-policy=keep) and the hooks themselves (as in Helm) stay.
     type: str
     choices: [present, absent]
     default: present
@@ -121,6 +144,17 @@ options:
     description:
       - The commit of the release (C(hash), C(date), C(unix)), recorded in the revision.
     type: dict
+  timeout:
+    description:
+      - Seconds to wait for each hook to complete, for each C(werf.io/weight) group to be ready before the next
+        one is applied, and for the whole release to be ready before its post hooks run.
+    type: int
+    default: 300
+  progress_file:
+    description:
+      - File to append the progress lines of those waits to (created if missing), as
+        M(berth.converge.release_track) does. Falls back to E(BERTH_PROGRESS_FILE).
+    type: path
 requirements:
   - kubernetes (Python client) >= 28.1
 seealso:
@@ -159,7 +193,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 resources:
-  description: One result per object of O(manifests), in order, then one per pruned object.
+  description: One result per object of O(manifests) (hooks aside), in order, then one per pruned object.
   returned: always
   type: list
   elements: dict
@@ -195,6 +229,68 @@ resources:
       type: dict
       returned: in diff mode
       sample: {"before": {"data": {"greeting": "hello"}}, "after": {"data": {"greeting": "hi"}}}
+hooks:
+  description:
+    - The hooks of the events this run executes, in the order they run (pre hooks, then post hooks); empty when
+      no revision is recorded. In check mode, the hooks that would run.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    apiVersion:
+      description: API version of the hook.
+      type: str
+      sample: batch/v1
+    kind:
+      description: Kind of the hook.
+      type: str
+      sample: Job
+    namespace:
+      description: Namespace of the hook; null for cluster-scoped hooks.
+      type: str
+      sample: shop-production
+    name:
+      description: Name of the hook.
+      type: str
+      sample: migrate
+    event:
+      description: The event it runs for, such as C(pre-upgrade).
+      type: str
+      sample: pre-upgrade
+    weight:
+      description: Its C(helm.sh/hook-weight).
+      type: int
+      sample: -5
+    delete_policies:
+      description: Its delete policies in effect.
+      type: list
+      elements: str
+      sample: [before-hook-creation, hook-succeeded]
+    result:
+      description: C(succeeded), C(failed) or, in check mode, C(would run).
+      type: str
+      sample: succeeded
+    reason:
+      description: Its last status (C(complete) for a Job), or why it failed.
+      type: str
+      sample: complete
+    elapsed:
+      description: Seconds it took from its creation to its completion or failure; null in check mode.
+      type: float
+      sample: 3.2
+    deleted:
+      description: Whether its delete policy deleted it.
+      type: bool
+      sample: true
+failed_hook:
+  description: The hook that failed, with the reason, message, pod, container, log lines and Events.
+  returned: when a hook failed
+  type: dict
+progress:
+  description: Timestamped progress lines of the waits for hooks and C(werf.io/weight) groups.
+  returned: when something was waited for
+  type: list
+  elements: str
 revision:
   description: The revision recorded by this run, else the latest existing one; null for a release without
     revisions. In check mode, the revision a run would record.
@@ -225,13 +321,14 @@ diff:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import mask_secrets
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import INSTALL_OR_UPGRADE
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
     ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
 
@@ -257,6 +354,8 @@ def main():
             lock_timeout=dict(type="int", default=300),
             images=dict(type="list", elements="dict", default=[]),
             commit=dict(type="dict"),
+            timeout=dict(type="int", default=300),
+            progress_file=dict(type="path", fallback=(env_fallback, ["BERTH_PROGRESS_FILE"])),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         required_if=[("state", "present", ["manifests"])],
@@ -267,10 +366,12 @@ def main():
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR,
                          invocation=invocation)
     p = module.params
-    request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"])
+    request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"],
+                             hook_phase=INSTALL_OR_UPGRADE)
     options = ApplyOptions(force_conflicts=p["force_conflicts"], prune=p["prune"], concurrency=p["concurrency"],
                            lock_timeout=p["lock_timeout"], create_namespace=p["create_namespace"],
-                           check_mode=module.check_mode, diff=module._diff)
+                           check_mode=module.check_mode, diff=module._diff, timeout=p["timeout"],
+                           progress_file=p["progress_file"])
     try:
         if p["state"] == "absent":
             result = dismiss_release(api_client(p), p["release"], p["namespace"], options)

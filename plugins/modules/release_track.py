@@ -55,7 +55,8 @@ options:
       - Per-resource results of B(release_apply) (C(apiVersion), C(kind), C(namespace), C(name));
         those with C(action=delete) were pruned and are skipped.
       - Full manifests (C(apiVersion), C(kind), C(metadata.name), C(metadata.namespace)); their annotations
-        override those of the live object.
+        override those of the live object. Helm hooks (manifests annotated C(helm.sh/hook)) are skipped, as
+        M(berth.converge.release_apply) runs and tracks them.
     type: list
     elements: dict
     required: true
@@ -209,6 +210,7 @@ from ansible_collections.berth.converge.plugins.module_utils.common_args import 
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import is_hook
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import latest, set_revision_status
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track, tracking_plan
 
@@ -241,12 +243,13 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    resources = [item for item in p["resources"] if not is_hook(item)]
     api = None
     try:
         if module.check_mode:
-            module.exit_json(changed=False, resources=tracking_plan(p["resources"], p["namespace"]))
+            module.exit_json(changed=False, resources=tracking_plan(resources, p["namespace"]))
         api = api_client(p)
-        result = track(api, p["resources"], timeout=p["timeout"], namespace=p["namespace"],
+        result = track(api, resources, timeout=p["timeout"], namespace=p["namespace"],
                        progress_file=p["progress_file"])
     except ConvergeError as exc:
         if p["release"] and api is not None:

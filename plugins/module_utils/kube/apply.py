@@ -66,12 +66,14 @@ class ResourceId:
 
 @dataclass
 class Desired:
-    """One manifest, ready to apply: namespace settled and ownership annotations added."""
+    """One manifest, ready to apply: namespace settled and ownership annotations added. A `recreate`d object
+    (a hook with the before-hook-creation policy) is deleted and created afresh instead of being updated."""
 
     obj: dict
     rid: ResourceId
     order: tuple
     rtype: object = None  # ResourceType; None while the server does not serve the kind
+    recreate: bool = False
 
     @property
     def api_version(self):
@@ -257,15 +259,21 @@ def rejection_error(headline, failures):
 
 
 class Applier:
-    """Plans and applies the Desired objects of one release with server-side apply."""
+    """Plans and applies the Desired objects of one release with server-side apply.
 
-    def __init__(self, kube, mapper, release, namespace, force_conflicts=False, concurrency=DEFAULT_CONCURRENCY):
+    With a `waiter` (track.Waiter), each werf.io/weight group is waited for until ready before the next one is
+    written, as werf deploys.
+    """
+
+    def __init__(self, kube, mapper, release, namespace, force_conflicts=False, concurrency=DEFAULT_CONCURRENCY,
+                 waiter=None):
         self.kube = kube
         self.mapper = mapper
         self.release = release
         self.namespace = namespace
         self.force_conflicts = force_conflicts
         self.concurrency = concurrency
+        self.waiter = waiter
 
     def plan(self, desired, creatable_namespaces=(), written="nothing was applied"):
         """Planned actions for every object, validated by a server-side dry run.
@@ -300,10 +308,14 @@ class Applier:
                                   f"release {self.release}; {written}", sorted(failures))
         return [planned[id(item)] for item in desired]
 
-    def apply(self, planned):
-        """Write every create and update, group after group; CRDs and Namespaces go first, and the objects
-        that needed them are validated once they exist. Returns the planned list with final results."""
-        self._write([p for p in planned if p.desired.order[0] < 2])
+    def apply(self, planned, before_main=None):
+        """Write every create and update: CRDs first, then `before_main()` (the pre hooks), Namespaces, and the
+        other objects group after group of werf.io/weight. The objects that needed a CRD or Namespace of the set
+        are validated once those exist. Returns the planned list with final results."""
+        self._write([p for p in planned if p.desired.order[0] == 0])
+        if before_main:
+            before_main()
+        self._write([p for p in planned if p.desired.order[0] == 1])
         deferred = [p.desired for p in planned if not p.validated]
         if deferred:
             for item in deferred:
@@ -311,8 +323,12 @@ class Applier:
             written = "only its CustomResourceDefinitions and Namespaces were applied"
             revalidated = {id(p.desired): p for p in self.plan(deferred, written=written)}
             planned = [revalidated.get(id(p.desired), p) for p in planned]
-        self._write([p for p in planned if p.desired.order[0] == 2])
+        self._write_weight_groups([p for p in planned if p.desired.order[0] == 2])
         return planned
+
+    def apply_object(self, item):
+        """Server-side apply one Desired object now; returns the object as applied."""
+        return self._apply_request(item, dry_run=False)
 
     def delete(self, planned_deletes):
         """Delete (background propagation) the objects, Namespaces last."""
@@ -330,6 +346,17 @@ class Applier:
         for group in apply_groups([p.desired for p in changes]):
             members = {id(item) for item in group}
             self._run_group([p for p in changes if id(p.desired) in members], self._write_one, "applying")
+
+    def _write_weight_groups(self, planned):
+        """Write the groups in order; with a waiter, a group is waited for (all of it, changed or not) before a
+        later group with changes is written."""
+        by_item = {id(p.desired): p for p in planned}
+        groups = [[by_item[id(item)] for item in group] for group in apply_groups([p.desired for p in planned])]
+        for index, group in enumerate(groups):
+            self._run_group([p for p in group if p.action in (CREATE, UPDATE)], self._write_one, "applying")
+            later_changes = any(p.action in (CREATE, UPDATE) for later in groups[index + 1:] for p in later)
+            if self.waiter and later_changes:
+                self.waiter.wait([p.desired.obj for p in group])
 
     def _run_group(self, planned, function, doing):
         failures = [(p.rid, scrub_secret_values(_message(outcome), p.desired.obj if p.desired else p.live))
@@ -359,8 +386,17 @@ class Applier:
         if owner:
             raise ConvergeError(f"it belongs to release {owner[0]} in namespace {owner[1]}; release "
                                 f"{self.release} in namespace {self.namespace} will not adopt it")
+        if live is not None and item.recreate:
+            # It is deleted before it is created again, so its creation is what must be valid.
+            return Planned(item.rid, item.api_version, CREATE, live, self._dry_run_create(item), item)
         after = self._apply_request(item, dry_run=True)
         return Planned(item.rid, item.api_version, decide_action(live, after), live, after, item)
+
+    def _dry_run_create(self, item):
+        body = copy.deepcopy(item.obj)
+        body["metadata"]["generateName"] = body["metadata"].pop("name")  # a free name: the live one is taken
+        query = {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict", "dryRun": "All"}
+        return self.kube.request("POST", item.rtype.path(item.rid.namespace), query, body)
 
     def _apply_request(self, item, dry_run):
         # Strict, as kubectl: unknown or duplicate fields are errors, not silently dropped.

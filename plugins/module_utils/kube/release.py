@@ -21,6 +21,7 @@ from urllib.parse import quote
 from ansible.module_utils.common.yaml import yaml_dump
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube import hooks as helm_hooks
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import (
     DEFAULT_CONCURRENCY,
     DELETE,
@@ -38,6 +39,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
     ResourceMapper,
     split_api_version,
 )
+from ansible_collections.berth.converge.plugins.module_utils.kube.track import Waiter
 
 BERTH_VERSION = "0.1.0"
 OWNER = "berth-converge"
@@ -392,6 +394,9 @@ def plan_prune(applier, revisions, desired_ids, warnings):
 
 @dataclass
 class ApplyOptions:
+    """How to apply; `timeout` (seconds) bounds each wait: a hook, a werf.io/weight group, the release before
+    its post hooks. Progress lines of the waits go to `progress_file` too."""
+
     force_conflicts: bool = False
     prune: bool = True
     concurrency: int = DEFAULT_CONCURRENCY
@@ -399,17 +404,47 @@ class ApplyOptions:
     create_namespace: bool = True
     check_mode: bool = False
     diff: bool = False
+    timeout: int = 300
+    progress_file: str = None
 
 
 @dataclass
 class ReleaseRequest:
-    """What to apply; `record_unchanged` records a revision even when no object changes (rollback)."""
+    """What to apply; `record_unchanged` records a revision even when no object changes (rollback).
+
+    Hooks (manifests annotated helm.sh/hook) are never applied as resources; those of `hook_phase` (see
+    hooks.PHASES; INSTALL_OR_UPGRADE for an apply) run around the resources, none when it is None.
+    """
 
     manifests: list
     images: list = None
     commit: dict = None
     description: str = None
     record_unchanged: bool = False
+    hook_phase: str = None
+
+
+@dataclass
+class HookPlan:
+    """The hooks a run executes: those of its pre event, and those of its post event."""
+
+    pre: list
+    post: list
+
+    @property
+    def items(self):
+        return self.pre + self.post
+
+    @property
+    def desired(self):
+        """The distinct Desired objects of the hooks (one hook may serve both events)."""
+        return list({id(item.desired): item.desired for item in self.items}.values())
+
+    @classmethod
+    def of(cls, hook_items, phase):
+        if phase is None:
+            return cls([], [])
+        return cls(helm_hooks.for_event(hook_items, f"pre-{phase}"), helm_hooks.for_event(hook_items, f"post-{phase}"))
 
 
 def apply_release(api, release, namespace, request, options=None):
@@ -439,7 +474,7 @@ def dismiss_release(api, release, namespace, options=None):
     options = options or ApplyOptions()
     kube = Kube.of(api)
     if kube.get_or_none(f"/api/v1/namespaces/{quote(namespace, safe='')}") is None:
-        return {"changed": False, "revision": None, "resources": [], "warnings": []}
+        return {"changed": False, "revision": None, "resources": [], "hooks": [], "warnings": []}
     if options.check_mode:
         return _dismiss(kube, release, namespace, options)
     with ReleaseLock(kube, release, namespace, timeout=options.lock_timeout) as lock:
@@ -449,15 +484,36 @@ def dismiss_release(api, release, namespace, options=None):
 
 
 def _dismiss(kube, release, namespace, options):
+    """Run the pre-delete hooks of the latest revision, delete the objects, run its post-delete hooks, then
+    delete the revision records."""
     revisions = history(kube, release, namespace)
-    applier = Applier(kube, ResourceMapper(kube), release, namespace, options.force_conflicts, options.concurrency)
-    warnings = []
+    applier = _applier(kube, release, namespace, options)
+    _resources, hooks, warnings = helm_hooks.split_hooks(revisions[-1].manifests if revisions else [])
+    hook_plan = HookPlan.of(helm_hooks.prepare_hooks(hooks, release, namespace, applier.mapper), helm_hooks.DELETE)
+    applier.plan(hook_plan.desired, written="nothing was deleted")
     deletes = plan_prune(applier, revisions, [], warnings)
-    if not options.check_mode:
+    if options.check_mode:
+        return _result(deletes, bool(deletes or revisions), None, warnings, options.diff,
+                       [item.entry for item in hook_plan.items])
+    runner = helm_hooks.HookRunner(applier, applier.waiter)
+    try:
+        runner.run(hook_plan.pre)
         applier.delete(deletes)
-        for revision in revisions:
-            kube.request("DELETE", _secrets_path(namespace, revision_name(release, revision.version)))
-    return _result(deletes, bool(deletes or revisions), None, warnings, options.diff)
+        runner.run(hook_plan.post)
+    except ConvergeError as exc:
+        raise ConvergeError(f"{exc}\nDismissing release {release} stopped there; its revision records are kept.",
+                            **{"hooks": runner.entries, "progress": applier.waiter.progress, **exc.details})
+    for revision in revisions:
+        kube.request("DELETE", _secrets_path(namespace, revision_name(release, revision.version)))
+    return _result(deletes, bool(deletes or revisions), None, warnings, options.diff, runner.entries,
+                   applier.waiter.progress)
+
+
+def _applier(kube, release, namespace, options):
+    """An Applier for the options; outside check mode it waits for werf.io/weight groups and hooks."""
+    waiter = None if options.check_mode else Waiter(kube, options.timeout, options.progress_file)
+    return Applier(kube, ResourceMapper(kube), release, namespace, options.force_conflicts, options.concurrency,
+                   waiter)
 
 
 def lock_result(lock, warnings):
@@ -472,45 +528,100 @@ def converge(kube, release, namespace, request, options, revisions=None):
 
     The caller holds the release lock when not in check mode.
     """
-    mapper = ResourceMapper(kube)
     namespace_exists = kube.get_or_none(f"/api/v1/namespaces/{quote(namespace, safe='')}") is not None
     if not namespace_exists and not options.create_namespace:
         raise ConvergeError(f"namespace {namespace} of release {release} does not exist and create_namespace "
                             "is false")
     if revisions is None:
         revisions = history(kube, release, namespace) if namespace_exists else []
-    desired = prepare(request.manifests, release, namespace, mapper)
-    applier = Applier(kube, mapper, release, namespace, options.force_conflicts, options.concurrency)
-    planned = applier.plan(desired, creatable_namespaces=() if namespace_exists else (namespace,))
-    # Outside check mode the unvalidated objects are validated before they are written.
-    warnings = [f"{p.rid.label}: {note}" for p in planned for note in p.notes] if options.check_mode else []
-    deletes = plan_prune(applier, revisions, [d.rid for d in desired], warnings) if options.prune else []
-    changed = any(p.changed for p in planned) or bool(deletes)
+    applier = _applier(kube, release, namespace, options)
+    plan = plan_release(applier, request, revisions, namespace_exists, options)
     previous = revisions[-1].version if revisions else None
-    record = changed or request.record_unchanged
+    record = plan.changed or request.record_unchanged
     revision = (previous or 0) + 1 if record else previous
+    planned, hook_entries, progress = plan.planned, ([item.entry for item in plan.hooks.items] if record else []), []
     if record and not options.check_mode:
-        planned = _write(kube, applier, request, planned, deletes, desired, revisions)
-    return _result(planned + deletes, changed or record, revision, warnings, options.diff)
+        planned, hook_entries, progress = _write(kube, applier, request, plan, revisions)
+    return _result(planned + plan.deletes, plan.changed or record, revision, plan.warnings, options.diff,
+                   hook_entries, progress)
 
 
-def _write(kube, applier, request, planned, deletes, desired, revisions):
-    """Record the revision as pending, apply and prune, then mark it deployed (or failed)."""
+@dataclass
+class ReleasePlan:
+    """What a converge would do: the planned resources, prune deletes and hooks, and whether anything changes."""
+
+    desired: list
+    planned: list
+    deletes: list
+    hooks: HookPlan
+    warnings: list
+    changed: bool
+
+
+def plan_release(applier, request, revisions, namespace_exists, options):
+    """Split off the hooks, validate the resources and the hooks to run with one server-side dry run, and
+    plan the prune. Hooks are never pruned."""
+    manifests, hooks, warnings = helm_hooks.split_hooks(request.manifests)
+    phase = helm_hooks.resolve_phase(request.hook_phase, bool(revisions))
+    desired = prepare(manifests, applier.release, applier.namespace, applier.mapper)
+    hook_items = helm_hooks.prepare_hooks(hooks, applier.release, applier.namespace, applier.mapper)
+    hook_plan = HookPlan.of(hook_items, phase)
+    validated = applier.plan(desired + hook_plan.desired,
+                             creatable_namespaces=() if namespace_exists else (applier.namespace,))
+    if options.check_mode:  # outside check mode the unvalidated objects are validated before they are written
+        warnings += [f"{p.rid.label}: {note}" for p in validated for note in p.notes]
+    planned = validated[:len(desired)]
+    kept = [d.rid for d in desired] + [item.desired.rid for item in hook_items]
+    deletes = plan_prune(applier, revisions, kept, warnings) if options.prune else []
+    changed = any(p.changed for p in planned) or bool(deletes) or _hooks_changed(hooks, revisions, phase)
+    return ReleasePlan(desired, planned, deletes, hook_plan, warnings, changed)
+
+
+def _hooks_changed(hooks, revisions, phase):
+    """Whether the hooks differ from those the latest revision recorded; only when hooks run at all."""
+    if phase is None:
+        return False
+    recorded = helm_hooks.split_hooks(revisions[-1].manifests)[1] if revisions else []
+    return [hook.manifest for hook in hooks] != [hook.manifest for hook in recorded]
+
+
+def _write(kube, applier, request, plan, revisions):
+    """Record the revision as pending; run the pre hooks, apply and prune; once every resource is ready, run
+    the post hooks; then mark the revision deployed (or failed). Returns the final planned list, the report
+    entries of the hooks run and the progress lines of the waits."""
     release, namespace = applier.release, applier.namespace
-    resources = [record_of(d.api_version, d.rid) for d in desired]
+    resources = [record_of(d.api_version, d.rid) for d in plan.desired]
     description = request.description or ("upgrade" if revisions else "install")
     revision = record_revision(kube, release, namespace, manifests=request.manifests, images=request.images,
                                commit=request.commit, resources=resources, description=description)
+    runner = helm_hooks.HookRunner(applier, applier.waiter)
+    planned = plan.planned
     try:
-        planned = applier.apply(planned)
-        applier.delete(deletes)
+        planned = applier.apply(planned, before_main=lambda: runner.run(plan.hooks.pre))
+        applier.delete(plan.deletes)
+        if plan.hooks.post and plan.desired:
+            applier.waiter.wait([d.obj for d in plan.desired])
+        runner.run(plan.hooks.post)
     except ConvergeError as exc:
         set_revision_status(kube, release, namespace, revision.version, FAILED, reason=str(exc))
-        raise ConvergeError(f"{exc}\nRevision {revision.version} of release {release} is marked failed; what was "
-                            "applied before the failure stays applied.", revision=revision.version, **exc.details)
+        details = {"hooks": runner.entries, "progress": applier.waiter.progress, **exc.details,
+                   "revision": revision.version}
+        details.pop("resources", None)  # those of a wait; the failure is in failed_resource or failed_hook
+        raise ConvergeError(f"{exc}\nRevision {revision.version} of release {release} is marked failed; "
+                            f"{_applied_note(exc, planned)}", **details)
     set_revision_status(kube, release, namespace, revision.version, DEPLOYED)
     _supersede_older(kube, release, namespace, revision.version)
-    return planned
+    return planned, runner.entries, applier.waiter.progress
+
+
+def _applied_note(exc, planned):
+    """What a failure left applied."""
+    failed_hook = exc.details.get("failed_hook") or {}
+    if not str(failed_hook.get("event", "")).startswith("pre-"):
+        return "what was applied before the failure stays applied."
+    crds = any(p.changed and p.rid.kind == "CustomResourceDefinition" for p in planned)
+    return ("none of its resources was applied" + (" but its CustomResourceDefinitions, which go before the "
+                                                   "hooks" if crds else "") + ".")
 
 
 def ensure_namespace(kube, namespace, create):
@@ -537,9 +648,11 @@ def _remove_unused_namespace(kube, namespace):
         kube.request("DELETE", f"/api/v1/namespaces/{quote(namespace, safe='')}")
 
 
-def _result(planned, changed, revision, warnings, with_diff):
+def _result(planned, changed, revision, warnings, with_diff, hooks=(), progress=()):
     result = {"changed": changed, "revision": revision, "resources": [p.result(with_diff) for p in planned],
-              "warnings": warnings}
+              "hooks": list(hooks), "warnings": warnings}
+    if progress:
+        result["progress"] = list(progress)
     if with_diff:
         result["diff"] = [_ansible_diff(p) for p in planned if p.changed]
     return result

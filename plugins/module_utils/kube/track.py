@@ -20,6 +20,7 @@ import time
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 
 try:
+    from kubernetes.client import ApiClient
     from kubernetes.client.rest import ApiException
     from kubernetes.dynamic import DynamicClient
     from kubernetes.dynamic.exceptions import ResourceNotFoundError
@@ -929,3 +930,40 @@ def track(api, resources, timeout=300, namespace=None, progress_file=None):
         return Tracker(api, targets_from(resources, namespace), timeout, progress).run()
     finally:
         progress.close()
+
+
+def api_client_of(api):
+    """A kubernetes ApiClient for watching: ``api`` itself, or a new one with the configuration of a
+    resource.Kube."""
+    if KUBERNETES_IMPORT_ERROR:
+        raise ConvergeError(f"the kubernetes Python library is required: {KUBERNETES_IMPORT_ERROR}")
+    if isinstance(api, ApiClient):
+        return api
+    return ApiClient(api.configuration)
+
+
+class Waiter:
+    """Tracks one set of resources after another (werf.io/weight groups, hooks), each with the same timeout
+    and progress file; keeps every progress line in ``progress``."""
+
+    def __init__(self, api, timeout=300, progress_file=None):
+        self._api = api
+        self._client = None
+        self.timeout = timeout
+        self.progress_file = progress_file
+        self.progress = []
+
+    def client(self):
+        """The ApiClient the waits use."""
+        self._client = self._client or api_client_of(self._api)
+        return self._client
+
+    def wait(self, resources):
+        """Track the resources until ready (see Tracker); returns their results."""
+        try:
+            result = track(self.client(), resources, self.timeout, progress_file=self.progress_file)
+        except ConvergeError as exc:
+            self.progress += exc.details.get("progress") or []
+            raise
+        self.progress += result["progress"]
+        return result["resources"]
