@@ -820,6 +820,7 @@ class RenderOptions:
     """Inputs of :func:`render_chart`; names as the chart_render module options."""
 
     project_dir: str
+    config: str = "werf.yaml"
     chart_dir: str | None = None
     commit: str = "HEAD"
     dev: bool = False
@@ -965,7 +966,7 @@ def render_chart(options):
     """Render the chart for the commit: ``{"manifests", "release", "namespace", "commit"}``."""
     git_project = GitProject(options.project_dir, revision=options.commit, dev=options.dev)
     commit = git_project.commit.as_dict()
-    config_project, deploy = deploy_settings(git_project, env=options.env)
+    config_project, deploy = deploy_settings(git_project, options.config, env=options.env)
     options = dataclasses.replace(options, chart_dir=normalize_chart_dir(options.chart_dir or deploy.helm_chart_dir))
     project = options.project or config_project
     release, namespace = release_and_namespace(options, project, deploy)

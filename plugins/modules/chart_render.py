@@ -55,6 +55,12 @@ options:
       - Directory of the project (where C(werf.yaml) is), inside a Git work tree.
     type: path
     required: true
+  config:
+    description:
+      - Path of the werf configuration, relative to O(project_dir). Read when present for C(project) and
+        C(deploy.*); a project without it renders with werf's defaults.
+    type: str
+    default: werf.yaml
   chart_dir:
     description:
       - Chart directory relative to O(project_dir).
@@ -249,6 +255,7 @@ from ansible_collections.berth.converge.plugins.module_utils.render import Rende
 
 ARGUMENT_SPEC = dict(
     project_dir=dict(type="path", required=True),
+    config=dict(type="str", default="werf.yaml"),
     chart_dir=dict(type="str"),
     commit=dict(type="str", default="HEAD"),
     dev=dict(type="bool", default=False),
@@ -270,7 +277,7 @@ ARGUMENT_SPEC = dict(
 
 def render_options(params):
     """RenderOptions from the module parameters."""
-    names = ("project_dir", "chart_dir", "commit", "dev", "images", "repo", "env", "release", "namespace",
+    names = ("project_dir", "config", "chart_dir", "commit", "dev", "images", "repo", "env", "release", "namespace",
              "values_files", "secret_values_files", "secret_key", "allow_empty", "helm_binary", "project")
     return RenderOptions(set_values=params["set"], set_string_values=params["set_string"],
                          **{name: params[name] for name in names})

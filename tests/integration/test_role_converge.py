@@ -102,7 +102,7 @@ def test_failing_rollout_rolls_back_to_the_last_good_revision(shop, kube_api):
     rc, output, _items = shop.converge(converge_set=crash, converge_auto_rollback=True)
     assert rc != 0
     assert "CrashLoopBackOff" in output and "backend" in output
-    assert "Rolled back to revision 1" in output, output
+    assert "\nRolled back to revision 1." in output, output  # on a line of its own in the error display
     assert [status for _version, status in revisions(kube_api, shop)] == ["superseded", "failed", "deployed"]
     deployment = client.AppsV1Api(kube_api).read_namespaced_deployment("backend", shop.namespace)
     assert "berth.test/fail" not in (deployment.spec.template.metadata.labels or {})
@@ -112,6 +112,7 @@ def test_failing_rollout_rolls_back_to_the_last_good_revision(shop, kube_api):
 def test_check_mode_changes_nothing(shop, kube_api, registry):
     rc, output, items = shop.converge("--check", "--diff")
     assert rc == 0, output
+    assert "+++ after" in output and "Deployment/backend" in output  # the resource diffs are shown
     assert {i for i, state in items.items() if state == "changed"} >= IMAGES | RESOURCES, items
     assert "would be built" in output
     assert not _namespace_exists(kube_api, shop.namespace)
@@ -170,15 +171,13 @@ def playbook(name, extra, *flags):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_render_playbook_prints_manifests_with_secrets_masked(shop):
-    extra = shop.extra_vars()
-    extra.pop("converge_vault_values_files")
-    extra["converge_set"] = {"secrets": {"dbPassword": "Pl41n-Text-Passw0rd"}}
-    rc, output = playbook("render", extra)
+def test_render_playbook_prints_manifests_with_secrets_masked(shop, registry):
+    rc, output = playbook("render", shop.extra_vars(), "--vault-password-file", str(shop.dir / "vault-password.txt"))
     assert rc == 0, output
     assert "kind: Deployment" in output and f"{shop.repo}/backend:" in output
     assert "name: shop-db" in output
-    assert "Pl41n-Text-Passw0rd" not in output
+    assert "s3cr3t-Demo-Passw0rd" not in output
+    assert requests.get(f"http://{registry}/v2/t-{shop.env}/shop/base/tags/list", timeout=10).status_code == 404
 
 
 def test_dismiss_playbook_deletes_the_release(shop, kube_api):
