@@ -66,16 +66,18 @@ options:
       - Chart directory relative to O(project_dir).
       - Defaults to C(deploy.helmChartDir) of C(werf.yaml), else C(.helm).
     type: str
-  commit:
+  revision:
     description:
-      - Commit (any Git revision) whose chart and values files are rendered.
+      - Git revision (commit) whose chart and values files are rendered; named as in
+        M(berth.converge.image_digest) and M(berth.converge.image_build).
     type: str
     default: HEAD
+    aliases: [commit]
   dev:
     description:
       - Read the chart, C(werf.yaml) and values files from the working tree (tracked and untracked files
         not ignored by C(.gitignore)) instead of the commit, like werf's C(--dev).
-      - The commit values (C(.Values.werf.commit)) still describe O(commit).
+      - The commit values (C(.Values.werf.commit)) still describe O(revision).
     type: bool
     default: false
   images:
@@ -257,7 +259,7 @@ ARGUMENT_SPEC = dict(
     project_dir=dict(type="path", required=True),
     config=dict(type="str", default="werf.yaml"),
     chart_dir=dict(type="str"),
-    commit=dict(type="str", default="HEAD"),
+    revision=dict(type="str", default="HEAD", aliases=["commit"]),
     dev=dict(type="bool", default=False),
     images=dict(type="list", elements="dict", default=[]),
     repo=dict(type="str"),
@@ -277,9 +279,9 @@ ARGUMENT_SPEC = dict(
 
 def render_options(params):
     """RenderOptions from the module parameters."""
-    names = ("project_dir", "config", "chart_dir", "commit", "dev", "images", "repo", "env", "release", "namespace",
+    names = ("project_dir", "config", "chart_dir", "dev", "images", "repo", "env", "release", "namespace",
              "values_files", "secret_values_files", "secret_key", "allow_empty", "helm_binary", "project")
-    return RenderOptions(set_values=params["set"], set_string_values=params["set_string"],
+    return RenderOptions(commit=params["revision"], set_values=params["set"], set_string_values=params["set_string"],
                          **{name: params[name] for name in names})
 
 
