@@ -67,9 +67,9 @@ class RecordingBuilder:
 
 def images():
     base = {"name": "base", "ref": "r/base:1", "tag": "1", "repo": "r/base", "digest": "1", "dependencies": []}
+    imports = [{"type": "ImageName", "targetBuildArg": "BASE"}, {"type": "ImageDigest", "targetBuildArg": "BASE_DIGEST"}]
     app = {"name": "app", "ref": "r/app:2", "tag": "2", "repo": "r/app", "digest": "2", "args": {"A": "x"},
-           "dependencies": [{"image": "base", "imports": [{"type": "ImageName", "targetBuildArg": "BASE"},
-                                                           {"type": "ImageDigest", "targetBuildArg": "BASE_DIGEST"}]}]}
+           "dependencies": [{"image": "base", "imports": imports}]}
     other = {"name": "other", "ref": "r/other:3", "tag": "3", "repo": "r/other", "digest": "3", "dependencies": []}
     return [app, base, other]
 
