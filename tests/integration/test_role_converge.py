@@ -207,3 +207,28 @@ def test_built_collection_lists_its_modules(tmp_path):
     installed = collections / "ansible_collections" / "berth" / "converge"
     assert (installed / "roles" / "converge" / "meta" / "argument_specs.yml").is_file()
     assert not (installed / "tests").exists() and not (installed / "hack").exists()
+
+
+def test_werf_secret_values_and_a_wrong_key_that_stops_before_any_build(shop, kube_api, registry):
+    import yaml
+
+    from ansible_collections.berth.converge.plugins.module_utils import werf_secrets
+
+    key = werf_secrets.generate_secret_key()
+    encrypted = werf_secrets.encrypt_values(werf_secrets.parse_secret_key(key, "test"),
+                                            {"greeting": "hello from a werf secret"})
+    (shop.dir / ".helm" / "secret-values.yaml").write_text(yaml.safe_dump(encrypted))
+    commit(shop.dir, message="werf secret values")
+
+    rc, output, items = shop.converge(converge_secret_key=werf_secrets.generate_secret_key())
+    assert rc != 0
+    assert "secret-values.yaml" in output, output
+    assert not items
+    assert requests.get(f"http://{registry}/v2/t-{shop.env}/shop/base/tags/list", timeout=10).status_code == 404
+    assert key not in output
+
+    rc, output, _items = shop.converge(converge_secret_key=key)
+    assert rc == 0, output
+    config = client.CoreV1Api(kube_api).read_namespaced_config_map("shop-config", shop.namespace)
+    assert config.data["greeting"] == "hello from a werf secret"
+    assert key not in output
