@@ -302,6 +302,26 @@ def test_dismiss_runs_pre_delete_and_post_delete_hooks(kube_api, namespace):
     assert history(kube_api, RELEASE, namespace) == []
 
 
+def test_rollback_runs_the_targets_rollback_hooks(kube_api, namespace):
+    from ansible_collections.berth.converge.plugins.module_utils.kube.rollback import rollback
+
+    def revision(value):
+        return [configmap("settings-" + value),
+                plain_job("before-rollback-" + value, {"helm.sh/hook": "pre-rollback"}),
+                configmap("after-rollback-" + value, {"helm.sh/hook": "post-rollback"})]
+
+    options = ApplyOptions(timeout=TIMEOUT)
+    for value in ("v1", "v2"):
+        apply_release(kube_api, RELEASE, namespace, ReleaseRequest(revision(value), hook_phase=hooks.INSTALL_OR_UPGRADE),
+                      options)
+    assert job_names(kube_api, namespace) == set()  # rollback hooks do not run on install or upgrade
+    result = rollback(kube_api, RELEASE, namespace, options=options)
+    assert [(h["name"], h["event"], h["result"]) for h in result["hooks"]] == [
+        ("before-rollback-v1", "pre-rollback", "succeeded"), ("after-rollback-v1", "post-rollback", "succeeded")]
+    names = {c.metadata.name for c in client.CoreV1Api(kube_api).list_namespaced_config_map(namespace).items}
+    assert {"settings-v1", "after-rollback-v1"} <= names and "settings-v2" not in names
+
+
 def test_weight_groups_are_ready_one_after_another(kube_api, namespace):
     manifests = [plain_job("prepare", {"werf.io/weight": "-1"}), configmap("settings")]
     recorder = Recorder(kube_api, namespace)
