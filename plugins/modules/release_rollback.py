@@ -62,6 +62,17 @@ options:
       - Seconds to wait for another converge of the same release to finish.
     type: int
     default: 300
+  timeout:
+    description:
+      - Seconds to wait for each rollback hook to complete and each C(werf.io/weight) group to be ready, as in
+        M(berth.converge.release_apply). The restored revision runs the target's C(pre-rollback) and
+        C(post-rollback) hooks, as Helm does.
+    type: int
+    default: 300
+  progress_file:
+    description:
+      - File to append the progress lines of those waits to. Falls back to E(BERTH_PROGRESS_FILE).
+    type: path
 requirements:
   - kubernetes (Python client) >= 28.1
 seealso:
@@ -91,6 +102,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+hooks:
+  description: The rollback hooks that ran (or would run in check mode), as RV(berth.converge.release_apply#module:hooks).
+  returned: always
+  type: list
+  elements: dict
 rolled_back_from:
   description: The latest revision before the rollback.
   returned: success
@@ -122,7 +138,7 @@ diff:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
@@ -141,6 +157,8 @@ def main():
             force_conflicts=dict(type="bool", default=False),
             concurrency=dict(type="int", default=8),
             lock_timeout=dict(type="int", default=300),
+            timeout=dict(type="int", default=300),
+            progress_file=dict(type="path", fallback=(env_fallback, ["BERTH_PROGRESS_FILE"])),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         supports_check_mode=True,
@@ -149,7 +167,8 @@ def main():
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
     p = module.params
     options = ApplyOptions(force_conflicts=p["force_conflicts"], concurrency=p["concurrency"],
-                           lock_timeout=p["lock_timeout"], check_mode=module.check_mode, diff=module._diff)
+                           lock_timeout=p["lock_timeout"], check_mode=module.check_mode, diff=module._diff,
+                           timeout=p["timeout"], progress_file=p["progress_file"])
     try:
         result = rollback(api_client(p), p["release"], p["namespace"], p["revision"], options)
     except ConvergeError as exc:
