@@ -23,6 +23,7 @@ import re
 import unicodedata
 import zlib
 
+from ansible_collections.berth.converge.plugins.module_utils.dockerignore import clean_path
 from ansible_collections.berth.converge.plugins.module_utils.gotemplate import (
     NO_VALUE, FuncError, GoFunc, GoList, GoMap, GoStruct, Int64, format_float, go_bytes, go_kind, go_len, go_quote,
     go_string, go_type, parse_go_float, parse_go_int, sorted_keys, sprint, sprintf, wrap_int64)
@@ -1302,24 +1303,8 @@ def regex_functions():
 
 
 def path_clean(path):
-    if path == "":
-        return "."
-    rooted = path.startswith("/")
-    parts = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not rooted:
-                parts.append("..")
-            continue
-        parts.append(part)
-    cleaned = "/".join(parts)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
+    """Go's ``path.Clean`` (one implementation, shared with .dockerignore matching)."""
+    return clean_path(path)
 
 
 def path_base(path):
