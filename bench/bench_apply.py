@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from benchdocs import write_section  # noqa: E402
 import conftest  # noqa: E402,F401  pylint: disable=unused-import  # makes the collection importable
 
 from ansible_collections.berth.converge.plugins.module_utils.kube import resource  # noqa: E402
@@ -43,7 +43,6 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.release import
 )
 
 GOAL = 1.0
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## release_apply"
 PLAYBOOK = """\
 - hosts: localhost
@@ -136,17 +135,6 @@ def one_round(objects, workdir, tag, namespaces):
     return {"kubectl": kubectl, "logic": logic, "ansible": ansible, "kubectl_cpu": kubectl_cpu}
 
 
-def write_section(text):
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _match: text, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    DOCS.write_text(updated)
-
-
 def report(count, rounds):
     def median(way, step):
         return statistics.median(r[way][step] for r in rounds)
@@ -188,7 +176,7 @@ re-runs the apply), so resourceVersions stay unchanged. It wins by sending its r
 by doing little per object on the client: kubectl used {kubectl_cpu:.1f} s of CPU itself per run (median),
 most of its time, while its requests are sent one after another.
 """
-    write_section(text)
+    write_section(SECTION, text)
     return text, ratios
 
 

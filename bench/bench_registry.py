@@ -22,7 +22,6 @@ import json
 import multiprocessing
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 importlib.import_module("conftest")  # makes ansible_collections.berth.converge importable
 
+from benchdocs import write_section  # noqa: E402
+
 from ansible_collections.berth.converge.plugins.module_utils.registry import (  # noqa: E402
     MANIFEST_ACCEPT,
     RegistryClient,
@@ -46,7 +47,6 @@ from ansible_collections.berth.converge.plugins.module_utils.registry import (  
 PRESENT = 100
 MISSING = 100
 GOAL = 0.25
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## registry_images"
 
 
@@ -180,20 +180,6 @@ def check(present, missing):
         raise SystemExit(f"wrong answer: {present} present and {missing} missing, expected {PRESENT} and {MISSING}")
 
 
-def write_section(text):
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = text.rstrip("\n") + "\n\n"
-    if pattern.search(current):
-        updated = pattern.sub(lambda _match: section, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section
-    # A blank line above the heading too, whoever wrote the section before it.
-    updated = re.sub(rf"\n+(?=^{re.escape(SECTION)}\n)", "\n\n", updated, flags=re.M)
-    DOCS.write_text(updated.rstrip("\n") + "\n")
-
-
 def _ms(seconds):
     return f"{seconds * 1000:.0f}"
 
@@ -290,7 +276,7 @@ def main():
     text = report(args, loopback, delayed, cpu_per_head)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

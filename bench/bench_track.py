@@ -26,7 +26,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from kubernetes import client, utils, watch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from benchdocs import write_section  # noqa: E402
 import conftest  # noqa: E402,F401  makes ansible_collections.berth.converge importable
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError  # noqa: E402
@@ -47,7 +47,6 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.client import 
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track  # noqa: E402
 
 GOAL = 2.0
-DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## release_track"
 ANSIBLE = Path(sys.executable).with_name("ansible")
 MODULE = ROOT / "plugins" / "modules" / "release_track.py"
@@ -152,17 +151,6 @@ def run_in_process(api, namespace, workdir, name):
     return outcome["failed_at"] - observer.wait()
 
 
-def write_section(text):
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    current = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _match: text, current)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    DOCS.write_text(updated)
-
-
 def row(label, runs):
     median = statistics.median(runs)
     return median, (f"| {label} | **{median:.3f} s** | {'met' if median <= GOAL else 'missed'} | "
@@ -226,7 +214,7 @@ def main():
     section = report(args, runs)
     print(section)
     if not args.no_docs:
-        write_section(section)
+        write_section(SECTION, section)
 
 
 if __name__ == "__main__":
