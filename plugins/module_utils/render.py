@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import datetime
 import json
 import os
 import re
@@ -41,7 +40,7 @@ from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import
     masked_error,
     secret_strings,
 )
-from ansible_collections.berth.converge.plugins.module_utils.werf_template import load_werf_config
+from ansible_collections.berth.converge.plugins.module_utils.werf_template import go_time_string, load_werf_config
 
 HELPERS_TEMPLATE_NAME = "_berth_converge_werf.tpl"
 CHECKOUT_TREE = "tree"
@@ -139,14 +138,6 @@ def images_base_repo(images):
     return (bases.pop() or "") if len(bases) == 1 else ""
 
 
-def commit_human_date(iso_date):
-    """The date as werf prints it (Go's ``time.Time.String()``): ``2022-01-21 18:51:39 +0300 +0300``."""
-    moment = datetime.datetime.fromisoformat(iso_date)
-    offset = moment.strftime("%z") or "+0000"
-    zone = "UTC" if offset == "+0000" else offset
-    return f"{moment.strftime('%Y-%m-%d %H:%M:%S')} {offset} {zone}"
-
-
 def werf_values(*, project, images, commit, env, namespace, repo):
     """The service values werf passes to charts, plus ``global.werf.images`` for subcharts.
 
@@ -161,7 +152,7 @@ def werf_values(*, project, images, commit, env, namespace, repo):
         "tag": {image["name"]: image["tag"] for image in images},
         "commit": {
             "hash": commit["hash"],
-            "date": {"human": commit_human_date(commit["date"]), "unix": commit["unix"]},
+            "date": {"human": go_time_string(commit["date"]), "unix": commit["unix"]},
         },
     }
     global_images = {}

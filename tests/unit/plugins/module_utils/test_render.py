@@ -13,6 +13,7 @@ from ansible_collections.berth.converge.plugins.module_utils import render
 from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
+from ansible_collections.berth.converge.plugins.module_utils.werf_template import go_time_string
 
 BACKEND = {
     "name": "backend",
@@ -78,7 +79,7 @@ def test_env_is_an_empty_string_without_env_so_pluck_still_works():
     ("2024-02-29T23:59:59+00:00", "2024-02-29 23:59:59 +0000 UTC"),
 ])
 def test_commit_human_date_prints_as_go_time_string(iso, human):
-    assert render.commit_human_date(iso) == human
+    assert go_time_string(iso) == human  # werf's .Values.werf.commit.date.human
 
 
 def test_normalize_images_fills_repo_and_tag_from_the_reference():
