@@ -1,8 +1,12 @@
 """Fixtures for the real local environment (hack/localenv). They fail, never skip, when it is down."""
+import json
 import os
+import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import requests
@@ -116,16 +120,15 @@ def helm_bin(localenv):
     return path
 
 
-def run_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=None):
-    """Run ``berth.converge.<module>`` through `ansible localhost` as a user would.
+class ModuleRun(NamedTuple):
+    status: str   # SUCCESS, CHANGED or FAILED! as ansible prints it
+    result: dict  # the module's result, with "failed" set from the status
+    output: str   # everything ansible printed (stdout + stderr), to check what a user would see
+    rc: int
 
-    Returns ``(result, output)``: the module's result dict (from the json callback) and the whole
-    stdout+stderr text (to check what a user would see, e.g. that no secret is printed).
-    """
-    import json
-    import re
-    import sys
 
+def ansible_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=None):
+    """Run ``berth.converge.<module>`` through `ansible localhost` as a user would."""
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")  # the one of this venv
     command = [ansible, "localhost", "-i", "localhost,", "-c", "local", "-m", f"berth.converge.{module}",
                "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
@@ -138,10 +141,17 @@ def run_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=N
     run_env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
     proc = subprocess.run(command, capture_output=True, text=True, env=run_env, check=False)
     output = proc.stdout + proc.stderr
-    # ad hoc output ends with: localhost | SUCCESS|CHANGED|FAILED! => {json}
-    marker = re.search(r"^localhost \| [A-Z!]+ => ", proc.stdout, re.MULTILINE)
-    if not marker:
+    # ad hoc output ends with: localhost | SUCCESS|CHANGED|FAILED! => {json}; --diff output comes before it
+    markers = list(re.finditer(r"^localhost \| ([A-Z!]+) => ", proc.stdout, re.MULTILINE))
+    if not markers:
         raise AssertionError(f"no module result from ansible (rc {proc.returncode}):\n{output}")
-    result, _end = json.JSONDecoder().raw_decode(proc.stdout[marker.end():])
-    result["failed"] = "FAILED" in marker.group(0)
-    return result, output
+    result, _end = json.JSONDecoder().raw_decode(proc.stdout[markers[-1].end():])
+    status = markers[-1].group(1)
+    result["failed"] = "FAILED" in status
+    return ModuleRun(status, result, output, proc.returncode)
+
+
+def run_module(module, args, **options):
+    """``(result, output)`` of :func:`ansible_module`."""
+    run = ansible_module(module, args, **options)
+    return run.result, run.output

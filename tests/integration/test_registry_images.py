@@ -8,23 +8,19 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import subprocess
-import sys
 import tarfile
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
+from conftest import ansible_module
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
     RegistryClient,
     resolve_credentials,
 )
 
-ANSIBLE = str(Path(sys.executable).parent / "ansible")
 WRONG_PASSWORD = "wrong-" + uuid.uuid4().hex
 
 
@@ -105,32 +101,19 @@ def test_tls_registry_anonymously_says_credentials_are_needed(localenv, registry
             client.lookup([ref])
 
 
-def _ansible(args, verbosity=0, env=None):
-    command = [ANSIBLE, "localhost", "-m", "berth.converge.registry_images", "-a", json.dumps(args)]
-    command += ["-" + "v" * verbosity] if verbosity else []
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "ANSIBLE_NOCOLOR": "1", **(env or {})})
-
-
-def _result(proc):
-    """The module result from the ad-hoc one-line-per-host output: `localhost | SUCCESS => {...}`."""
-    assert " => " in proc.stdout, proc.stdout + proc.stderr
-    return json.loads(proc.stdout.split(" => ", 1)[1])
-
-
 def test_module_on_both_registries(localenv, registry, registry_tls, pushed):
     plain_present, plain_missing = _refs(registry, pushed)
     tls_present, tls_missing = _refs(registry_tls, pushed)
     images = [{"name": "app", "ref": tls_present, "digest": "d1"}, {"name": "gone", "ref": tls_missing[0]}]
-    proc = _ansible({
+    proc = ansible_module("registry_images", {
         "refs": [plain_present, plain_missing[0]] + images,
         "registry_username": localenv.registry_tls_username,
         "registry_password": localenv.registry_tls_password,
         "ca_cert": localenv.ca_cert,
         "concurrency": 2,
     })
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = _result(proc)
+    assert proc.rc == 0, proc.output
+    result = proc.result
     assert result["changed"] is False
     assert result["present"] == {plain_present: pushed["digests"][registry], tls_present: pushed["digests"][registry_tls]}
     assert result["missing"] == [plain_missing[0], tls_missing[0]]
@@ -141,7 +124,7 @@ def test_module_on_both_registries(localenv, registry, registry_tls, pushed):
          "manifest_digest": pushed["digests"][registry_tls]},
         {"name": "gone", "ref": tls_missing[0], "present": False, "manifest_digest": None},
     ]
-    assert localenv.registry_tls_password not in proc.stdout + proc.stderr
+    assert localenv.registry_tls_password not in proc.output
 
 
 def test_module_takes_credentials_from_a_docker_config(localenv, registry_tls, pushed, tmp_path):
@@ -149,20 +132,21 @@ def test_module_takes_credentials_from_a_docker_config(localenv, registry_tls, p
     pair = f"{localenv.registry_tls_username}:{localenv.registry_tls_password}".encode()
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"auths": {f"https://{registry_tls}": {"auth": base64.b64encode(pair).decode()}}}))
-    proc = _ansible({"refs": [tls_present, tls_missing[0]], "ca_cert": localenv.ca_cert},
-                    env={"DOCKER_CONFIG_FILE": str(config)})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = _result(proc)
+    args = {"refs": [tls_present, tls_missing[0]], "ca_cert": localenv.ca_cert}
+    proc = ansible_module("registry_images", args, env={"DOCKER_CONFIG_FILE": str(config)})
+    assert proc.rc == 0, proc.output
+    result = proc.result
     assert result["present"] == {tls_present: pushed["digests"][registry_tls]}
     assert result["missing"] == [tls_missing[0]]
 
 
 def test_module_wrong_password_fails_clearly_and_never_shows_it(localenv, registry_tls, pushed):
     tls_present = _refs(registry_tls, pushed)[0]
-    proc = _ansible({"refs": [tls_present], "registry_username": localenv.registry_tls_username,
-                     "registry_password": WRONG_PASSWORD, "ca_cert": localenv.ca_cert}, verbosity=4)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0
+    args = {"refs": [tls_present], "registry_username": localenv.registry_tls_username,
+            "registry_password": WRONG_PASSWORD, "ca_cert": localenv.ca_cert}
+    proc = ansible_module("registry_images", args, verbosity=4)
+    output = proc.output
+    assert proc.rc != 0
     assert f"registry {registry_tls} refused the credentials (user '{localenv.registry_tls_username}')" in output
     assert "HTTP 401" in output and tls_present in output
     assert WRONG_PASSWORD not in output
@@ -170,6 +154,6 @@ def test_module_wrong_password_fails_clearly_and_never_shows_it(localenv, regist
 
 
 def test_module_rejects_an_item_without_ref(registry):
-    proc = _ansible({"refs": [f"{registry}/x:y", {"name": "backend", "ref": None}]})
-    assert proc.returncode != 0
-    assert "refs[1] (image 'backend') has no 'ref'" in proc.stdout
+    proc = ansible_module("registry_images", {"refs": [f"{registry}/x:y", {"name": "backend", "ref": None}]})
+    assert proc.rc != 0
+    assert "refs[1] (image 'backend') has no 'ref'" in proc.result["msg"]

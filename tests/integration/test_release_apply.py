@@ -14,10 +14,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
+from conftest import ansible_module, run_module
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
     ApplyOptions,
@@ -79,26 +79,6 @@ def chart(group, value="one", extra=True, password="pw-one", pod_labels=None):
     return objects
 
 
-class ModuleRun(NamedTuple):
-    status: str  # SUCCESS, CHANGED or FAILED!
-    result: dict
-    output: str  # everything ansible printed
-
-
-def run_module(module, args, tmp_path, *flags):
-    """Run berth.converge.<module> through `ansible localhost -m`."""
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps(args))
-    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
-    proc = subprocess.run([str(ANSIBLE), "localhost", "-m", f"berth.converge.{module}", "-a", args_file.read_text(),
-                           *flags], capture_output=True, text=True, env=env, timeout=600, check=False)
-    # The ad-hoc result is the last "localhost | STATUS => {JSON}"; --diff output comes before it.
-    _diffs, marker, tail = proc.stdout.rpartition("localhost | ")
-    status, arrow, body = tail.partition(" => ")
-    assert marker and arrow, f"unexpected ansible output: {proc.stdout}{proc.stderr}"
-    return ModuleRun(status.strip(), json.loads(body), proc.stdout + proc.stderr)
-
-
 def module_args(manifests, namespace, localenv, **more):
     return {"manifests": manifests, "release": RELEASE, "namespace": namespace, "kubeconfig": localenv.kubeconfig,
             **more}
@@ -143,9 +123,9 @@ def apply(kube_api, namespace, manifests, **options):
     return apply_release(kube_api, RELEASE, namespace, ReleaseRequest(manifests), ApplyOptions(**options))
 
 
-def test_first_apply_creates_all_and_second_changes_nothing(kube_api, namespace, crd_group, localenv, tmp_path):
+def test_first_apply_creates_all_and_second_changes_nothing(kube_api, namespace, crd_group, localenv):
     manifests = chart(crd_group)
-    status, first = run_module("release_apply", module_args(manifests, namespace, localenv), tmp_path)[:2]
+    status, first = ansible_module("release_apply", module_args(manifests, namespace, localenv))[:2]
     assert status == "CHANGED", first
     assert len(first["resources"]) == 12
     assert set(actions(first).values()) == {"create"}
@@ -154,7 +134,7 @@ def test_first_apply_creates_all_and_second_changes_nothing(kube_api, namespace,
     before = write_marks(kube_api, first)
     assert None not in before.values()
 
-    status, second = run_module("release_apply", module_args(manifests, namespace, localenv), tmp_path)[:2]
+    status, second = ansible_module("release_apply", module_args(manifests, namespace, localenv))[:2]
     assert status == "SUCCESS", second
     assert second["changed"] is False
     assert set(actions(second).values()) == {"unchanged"}
@@ -185,9 +165,9 @@ def test_changed_value_updates_only_affected_and_removed_resource_is_deleted(kub
     assert revisions[2].summary()["resource_count"] == 11
 
 
-def test_check_mode_writes_nothing_and_reports_the_actions(kube_api, namespace, crd_group, localenv, tmp_path):
+def test_check_mode_writes_nothing_and_reports_the_actions(kube_api, namespace, crd_group, localenv):
     args = module_args(chart(crd_group), namespace, localenv)
-    status, planned = run_module("release_apply", args, tmp_path, "--check")[:2]
+    status, planned = ansible_module("release_apply", args, check_mode=True)[:2]
     assert status == "CHANGED", planned
     assert set(actions(planned).values()) == {"create"} and planned["revision"] == 1
     assert configmap_names(kube_api, namespace) == []
@@ -195,10 +175,10 @@ def test_check_mode_writes_nothing_and_reports_the_actions(kube_api, namespace, 
         is None
     assert history(kube_api, RELEASE, namespace) == [] and lease(kube_api, namespace) is None
 
-    applied = run_module("release_apply", args, tmp_path).result
+    applied = ansible_module("release_apply", args).result
     before = write_marks(kube_api, applied)
     changed_args = module_args(chart(crd_group, value="two", extra=False), namespace, localenv)
-    status, planned = run_module("release_apply", changed_args, tmp_path, "--check")[:2]
+    status, planned = ansible_module("release_apply", changed_args, check_mode=True)[:2]
     assert status == "CHANGED", planned
     assert {key: a for key, a in actions(planned).items() if a != "unchanged"} == {
         ("ConfigMap", "settings"): "update", ("Deployment", "web"): "update", ("ConfigMap", "extra"): "delete"}
@@ -208,11 +188,11 @@ def test_check_mode_writes_nothing_and_reports_the_actions(kube_api, namespace, 
     assert [r.version for r in history(kube_api, RELEASE, namespace)] == [1]
 
 
-def test_diff_mode_masks_secret_values(kube_api, namespace, crd_group, localenv, tmp_path):
+def test_diff_mode_masks_secret_values(kube_api, namespace, crd_group, localenv):
     first, second = f"first-{os.urandom(6).hex()}", f"second-{os.urandom(6).hex()}"
     apply(kube_api, namespace, chart(crd_group, password=first))
     args = module_args(chart(crd_group, password=second), namespace, localenv)
-    status, result, output = run_module("release_apply", args, tmp_path, "--diff", "-vvv")
+    status, result, output = ansible_module("release_apply", args, diff=True, verbosity=3)[:3]
     assert status == "CHANGED", result
     secret = next(r for r in result["resources"] if r["kind"] == "Secret")
     assert secret["action"] == "update"
@@ -227,14 +207,14 @@ def test_diff_mode_masks_secret_values(kube_api, namespace, crd_group, localenv,
     assert [entry["before_header"] for entry in result["diff"]] == [f"Secret {namespace}/credentials (update)"]
 
 
-def test_rejected_resource_in_a_set_of_ten_applies_nothing(kube_api, namespace, localenv, tmp_path):
+def test_rejected_resource_in_a_set_of_ten_applies_nothing(kube_api, namespace, localenv):
     manifests = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cfg-{n}"}, "data": {"n": str(n)}}
                  for n in range(9)]
     broken = chart("unused.berth.test")[6]
     broken["metadata"]["name"] = "broken"
     broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolize"] = "Always"
     manifests.insert(4, broken)
-    status, result = run_module("release_apply", module_args(manifests, namespace, localenv), tmp_path)[:2]
+    status, result = ansible_module("release_apply", module_args(manifests, namespace, localenv))[:2]
     assert status == "FAILED!", result
     assert result["msg"].startswith(f"the API server rejected 1 of 10 resources of release {RELEASE}; nothing was "
                                     f"applied:\n  - Deployment {namespace}/broken: ")
@@ -308,7 +288,7 @@ def test_waiting_converge_gives_up_naming_the_holder(kube_api, namespace):
     assert configmap_names(kube_api, namespace) == []
 
 
-def test_two_ansible_processes_wait_for_each_other(kube_api, namespace, crd_group, localenv, tmp_path):
+def test_two_ansible_processes_wait_for_each_other(kube_api, namespace, crd_group, localenv):
     env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
     holder = ReleaseLock(kube_api, RELEASE, namespace)
     holder.acquire()
@@ -391,27 +371,25 @@ def test_namespace_of_the_set_is_created_first_and_pruned_last(kube_api, namespa
             pass  # already deleted (or never created)
 
 
-def test_state_absent_dismisses_the_release(kube_api, namespace, localenv, tmp_path):
+def test_state_absent_dismisses_the_release(kube_api, namespace, localenv):
     from kubernetes import client
-
-    from conftest import run_module as run_ansible
 
     manifests = [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone-cm"}, "data": {"a": "1"}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gone-secret"}, "stringData": {"p": "x"}},
     ]
-    applied, output = run_ansible("release_apply", {"manifests": manifests, "release": "gone",
+    applied, output = run_module("release_apply", {"manifests": manifests, "release": "gone",
                                                     "namespace": namespace})
     assert not applied["failed"], output
-    planned, output = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace},
+    planned, output = run_module("release_apply", {"state": "absent", "release": "gone", "namespace": namespace},
                                   check_mode=True)
     assert planned["changed"] and {r["action"] for r in planned["resources"]} == {"delete"}, output
     core = client.CoreV1Api(kube_api)
     assert core.read_namespaced_config_map("gone-cm", namespace)
-    dismissed, output = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
+    dismissed, output = run_module("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
     assert dismissed["changed"], output
     assert sorted(r["name"] for r in dismissed["resources"]) == ["gone-cm", "gone-secret"]
     names = [s.metadata.name for s in core.list_namespaced_secret(namespace).items]
     assert "gone-secret" not in names and not any(n.startswith("berth.release.v1.gone.") for n in names)
-    again, _output = run_ansible("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
+    again, _output = run_module("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
     assert again["changed"] is False

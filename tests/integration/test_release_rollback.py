@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_release_apply import RELEASE, actions, apply, chart, configmap_names, run_module
+from conftest import ansible_module
+from test_release_apply import RELEASE, actions, apply, chart, configmap_names
 from test_release_apply import crd_group  # noqa: F401  pylint: disable=unused-import  # a fixture
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
@@ -51,7 +52,7 @@ def crashing_pod(kube_api, namespace):
                for pod in pods for s in (pod.get("status") or {}).get("containerStatuses") or [])
 
 
-def test_rollback_after_failed_revision_restores_and_prunes(kube_api, namespace, crd_group, localenv, tmp_path):
+def test_rollback_after_failed_revision_restores_and_prunes(kube_api, namespace, crd_group, localenv):
     good = chart(crd_group, extra=False)
     apply_release(kube_api, RELEASE, namespace, ReleaseRequest(good, IMAGES[0], COMMITS[0]))
     wait_for("revision 1 ready", lambda: deployment_ready(kube_api, namespace, "web", 2))
@@ -61,7 +62,7 @@ def test_rollback_after_failed_revision_restores_and_prunes(kube_api, namespace,
     set_revision_status(kube_api, RELEASE, namespace, 2, "failed", reason="Deployment web: CrashLoopBackOff")
 
     args = {"release": RELEASE, "namespace": namespace, "kubeconfig": localenv.kubeconfig}
-    status, result = run_module("release_rollback", args, tmp_path)[:2]
+    status, result = ansible_module("release_rollback", args)[:2]
     assert status == "CHANGED", result
     assert (result["rolled_back_from"], result["rolled_back_to"], result["revision"]) == (2, 1, 3)
     assert {key: a for key, a in actions(result).items() if a != "unchanged"} == {
@@ -71,7 +72,7 @@ def test_rollback_after_failed_revision_restores_and_prunes(kube_api, namespace,
     assert settings["data"] == {"greeting": "one"}
     wait_for("the restored pods ready", lambda: deployment_ready(kube_api, namespace, "web", 2))
 
-    status, info = run_module("release_info", args, tmp_path)[:2]
+    status, info = ansible_module("release_info", args)[:2]
     assert status == "SUCCESS" and info["changed"] is False, info
     assert [(r["revision"], r["status"], r["description"]) for r in info["revisions"]] == [
         (1, "superseded", "install"), (2, "failed", "upgrade"), (3, "deployed", "rolled back from 2 to 1")]
@@ -109,9 +110,9 @@ def test_rollback_to_a_chosen_revision_and_check_mode(kube_api, namespace, crd_g
     assert len(history(kube_api, RELEASE, namespace)) == 4
 
 
-def test_rollback_without_revisions_fails_clearly(kube_api, namespace, localenv, tmp_path):
-    status, result = run_module("release_rollback", {"release": RELEASE, "namespace": namespace,
-                                                     "kubeconfig": localenv.kubeconfig}, tmp_path)[:2]
+def test_rollback_without_revisions_fails_clearly(kube_api, namespace, localenv):
+    args = {"release": RELEASE, "namespace": namespace, "kubeconfig": localenv.kubeconfig}
+    status, result = ansible_module("release_rollback", args)[:2]
     assert status == "FAILED!"
     assert result["msg"] == f"release {RELEASE} has no revisions in namespace {namespace}"
     with pytest.raises(ConvergeError, match="namespace t-nowhere-0 does not exist"):

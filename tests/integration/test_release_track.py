@@ -5,21 +5,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from kubernetes import client, utils, watch
 
+from conftest import ansible_module
+
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track
 
-ANSIBLE = Path(sys.executable).with_name("ansible")
 # Failures must come long before this; the tests only assert with wide margins.
 TIMEOUT = 120
 
@@ -234,19 +230,6 @@ def test_unknown_kind_is_named(kube_api, namespace):
     assert str(error) == f"Widget/{namespace}/w: the cluster serves no kind Widget in example.com/v1"
 
 
-def run_module(args, tmp_path, *extra, env=None):
-    """Run release_track through `ansible localhost -m`, the arguments read from a JSON file."""
-    args_file = tmp_path / "args.json"
-    args_file.write_text(json.dumps(args))
-    proc = subprocess.run([str(ANSIBLE), "localhost", "-m", "berth.converge.release_track",
-                           "-a", args_file.read_text(), *extra],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=TIMEOUT * 2,
-                          check=False)
-    assert " => " in proc.stdout, proc.stdout + proc.stderr
-    head, body = proc.stdout.split(" => ", 1)
-    return proc.returncode, head, json.loads(body)
-
-
 def test_module_through_ansible(kube_api, namespace, tmp_path, localenv):
     create(kube_api, namespace, configmap("settings"), deployment("web"),
            deployment("broken", pod_labels={"berth.test/fail": "CrashLoopBackOff"}))
@@ -254,19 +237,22 @@ def test_module_through_ansible(kube_api, namespace, tmp_path, localenv):
     ok = {"resources": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
                         {"apiVersion": "v1", "kind": "ConfigMap", "name": "settings"}],
           "namespace": namespace, "kubeconfig": localenv.kubeconfig, "timeout": TIMEOUT}
-    rc, head, result = run_module(ok, tmp_path, env={"BERTH_PROGRESS_FILE": str(progress_file)})
-    assert (rc, head.split()[-1], result["changed"]) == (0, "SUCCESS", False)
+    run = ansible_module("release_track", ok, env={"BERTH_PROGRESS_FILE": str(progress_file)})
+    result = run.result
+    assert (run.rc, run.status, result["changed"]) == (0, "SUCCESS", False)
     assert [(r["kind"], r["namespace"], r["ready"]) for r in result["resources"]] == [
         ("Deployment", namespace, True), ("ConfigMap", namespace, True)]
     assert progress_file.read_text().splitlines() == result["progress"]
 
     broken = dict(ok, resources=[{"apiVersion": "apps/v1", "kind": "Deployment", "name": "broken"}])
-    rc, head, result = run_module(broken, tmp_path)
-    assert rc != 0 and "FAILED!" in head
+    run = ansible_module("release_track", broken)
+    result = run.result
+    assert run.rc != 0 and run.status == "FAILED!"
     assert result["msg"].startswith(f"Deployment/{namespace}/broken failed: pod broken-")
     assert "container main: CrashLoopBackOff" in result["msg"]
     assert result["failed_resource"]["container"] == "main" and not result["changed"]
 
-    rc, head, result = run_module(broken, tmp_path, "--check")
-    assert rc == 0 and result["resources"][0]["reason"] == "would wait until ready"
+    run = ansible_module("release_track", broken, check_mode=True)
+    result = run.result
+    assert run.rc == 0 and result["resources"][0]["reason"] == "would wait until ready"
     assert "progress" not in result
