@@ -378,11 +378,10 @@ def test_state_absent_dismisses_the_release(kube_api, namespace, localenv):
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gone-cm"}, "data": {"a": "1"}},
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gone-secret"}, "stringData": {"p": "x"}},
     ]
-    applied, output = run_module("release_apply", {"manifests": manifests, "release": "gone",
-                                                    "namespace": namespace})
+    applied, output = run_module("release_apply", {"manifests": manifests, "release": "gone", "namespace": namespace})
     assert not applied["failed"], output
-    planned, output = run_module("release_apply", {"state": "absent", "release": "gone", "namespace": namespace},
-                                  check_mode=True)
+    dismiss = {"state": "absent", "release": "gone", "namespace": namespace}
+    planned, output = run_module("release_apply", dismiss, check_mode=True)
     assert planned["changed"] and {r["action"] for r in planned["resources"]} == {"delete"}, output
     core = client.CoreV1Api(kube_api)
     assert core.read_namespaced_config_map("gone-cm", namespace)
