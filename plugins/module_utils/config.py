@@ -140,10 +140,16 @@ class _Doc:
         raise ConvergeError(f"{self.where(key)}: {message}", file=self.path, field=key)
 
 
+def _empty_document(node):
+    """A document of only blanks and comments (e.g. after a trailing ``---``), which werf skips."""
+    return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+                            and node.value == "" and node.style is None)
+
+
 def load_config(text, path="werf.yaml"):
     """Parse and validate rendered werf.yaml text; ``path`` is used in messages."""
     try:
-        nodes = [node for node in yaml.compose_all(text) if node is not None]
+        nodes = [node for node in yaml.compose_all(text) if not _empty_document(node)]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -30,6 +30,8 @@ dependencies:
 image: frontend
 dockerfile: Dockerfile
 context: frontend
+---
+# a trailing separator and a comment-only document, as templated werf.yaml files often end
 """
 
 

@@ -115,3 +115,19 @@ def test_dependency_order_puts_dependencies_first():
 
 def test_unhashable_key_is_a_clear_error():
     assert "werf.yaml:" in error(META + "---\nimage: a\ndockerfile: D\n? {x: 1}\n: y\n")
+
+
+@pytest.mark.parametrize("text", [
+    META + "---\n",
+    "---\n" + META + "---\n\n---\n# only a comment\n---\nimage: a\ndockerfile: Dockerfile\n---\n   \n",
+    "# leading comment\n---\n" + META + "---\nimage: a\ndockerfile: Dockerfile\n---\n",
+])
+def test_documents_of_blanks_and_comments_are_skipped_as_werf_skips_them(text):
+    config = load_config(text, "werf.yaml")
+    assert config.project == "shop"
+    assert [image.name for image in config.images] == (["a"] if "image: a" in text else [])
+
+
+@pytest.mark.parametrize("empty_value", ["~", "null", "''", "[]"])
+def test_a_document_with_a_non_mapping_value_is_still_an_error(empty_value):
+    assert "werf.yaml:4: a werf.yaml document must be a mapping" in error(META + "---\n" + empty_value + "\n")
