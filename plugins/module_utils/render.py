@@ -583,18 +583,23 @@ def helm_state_env(helm_home):
             "HELM_REGISTRY_CONFIG": str(home / "config" / "registry" / "config.json")}
 
 
+# Helm reads both; werf writes requirements.lock for some charts whatever their apiVersion.
+LOCK_FILES = ("Chart.lock", "requirements.lock")
+
+
 def _pin_locked_versions(chart_root, metadata, dependencies):
-    """Helm cannot check a Chart.lock against a Chart.yaml with werf's export-values (werf's lock digest
+    """Helm cannot check a lock file against a Chart.yaml with werf's export-values (werf's lock digest
     covers fields Helm does not know): pin the locked versions in Chart.yaml and let Helm resolve those."""
-    lock_path = chart_root / "Chart.lock"
-    if not lock_path.is_file() or not any(EXPORT_VALUES_KEY in d for d in dependencies):
+    lock_paths = [chart_root / name for name in LOCK_FILES if (chart_root / name).is_file()]
+    if not lock_paths or not any(EXPORT_VALUES_KEY in d for d in dependencies):
         return
-    locked = {d.get("name"): d.get("version") for d in (yaml.safe_load(lock_path.read_text()) or {}).get(
+    locked = {d.get("name"): d.get("version") for d in (yaml.safe_load(lock_paths[0].read_text()) or {}).get(
         "dependencies") or [] if isinstance(d, dict)}
     for dependency in dependencies:
         dependency["version"] = locked.get(dependency["name"]) or dependency.get("version")
     (chart_root / "Chart.yaml").write_text(yaml.safe_dump(metadata))
-    lock_path.unlink()
+    for lock_path in lock_paths:
+        lock_path.unlink()
 
 
 def _dependency_error(chart_label, stderr, dependencies):

@@ -226,14 +226,16 @@ def test_a_stale_chart_lock_fails_with_helms_message(tmp_path, sources, helm_bin
         render_chart(RenderOptions(project_dir=str(project), images=IMAGES, helm_binary=helm_bin))
 
 
-def test_chart_lock_of_a_chart_with_export_values_pins_the_versions(tmp_path, sources, helm_bin):
-    """werf's lock digest covers export-values, which Helm cannot check: the locked versions still hold."""
+@pytest.mark.parametrize("lock_file", ["Chart.lock", "requirements.lock"])
+def test_chart_lock_of_a_chart_with_export_values_pins_the_versions(tmp_path, sources, helm_bin, lock_file):
+    """werf's lock digest covers export-values, which Helm cannot check: the locked versions still hold,
+    whether werf wrote the lock as Chart.lock or requirements.lock."""
     sources.push_oci(subchart("queue", "0.2.1", "settings:\n  size: 2\n"), "queue")
     files = umbrella(sources)
     locked = [{"name": d["name"], "repository": d.get("repository", ""), "version": d["version"].lstrip("~")}
               for d in yaml.safe_load(files[".helm/Chart.yaml"])["dependencies"]]
-    files[".helm/Chart.lock"] = yaml.safe_dump({"dependencies": locked, "digest": "sha256:" + "0" * 64,
-                                                "generated": "2024-01-01T00:00:00Z"})
+    files[f".helm/{lock_file}"] = yaml.safe_dump({"dependencies": locked, "digest": "sha256:" + "0" * 64,
+                                                  "generated": "2024-01-01T00:00:00Z"})
     project = new_repo(tmp_path / "project", files)
     manifests = render_chart(RenderOptions(project_dir=str(project), images=IMAGES, helm_binary=helm_bin))["manifests"]
     assert values_of(manifests, "queue")["settings"]["size"] == 1  # 0.2.0 as locked, not the newer 0.2.1
