@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import io
 import json
 import os
 import re
@@ -671,23 +672,104 @@ def _nested(path, value):
     return value
 
 
-def exported_values(dependencies, parent_values, chart_label):
-    """The values werf's ``export-values`` gives the dependencies, keyed by alias (else name), from the
-    parent's computed values. A parent path that holds nothing exports nothing, as in werf."""
+def _archive_files(data, label):
+    """{path inside the chart: bytes} of the chart files exports need (Chart.yaml, values.yaml, charts/)
+    in a chart archive, whose members all sit under one top directory."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            files = {}
+            for member in archive.getmembers():
+                _top, _slash, inner = member.name.partition("/")
+                if member.isfile() and _wanted_chart_file(inner):
+                    files[inner] = archive.extractfile(member).read()
+            return files
+    except (tarfile.TarError, OSError) as exc:
+        raise ConvergeError(f"{label}: unreadable chart archive: {exc}", file=label)
+
+
+def _directory_files(root):
+    charts = root / "charts"
+    paths = [root / name for name in ("Chart.yaml", "values.yaml")] + (
+        sorted(charts.rglob("*")) if charts.is_dir() else [])
+    return {path.relative_to(root).as_posix(): path.read_bytes() for path in paths if path.is_file()}
+
+
+def _wanted_chart_file(path):
+    return path in ("Chart.yaml", "values.yaml") or path.startswith("charts/")
+
+
+@dataclasses.dataclass
+class ChartTree:
+    """What export-values needs of a chart and of every chart below it: metadata, values.yaml, subcharts.
+
+    Helm rewrites Chart.yaml when it packages a chart and drops werf's export-values, so a ``file://``
+    dependency is read from its source directory in ``checkout``, not from the archive Helm made of it."""
+
+    label: str
+    metadata: dict
+    values: dict
+    subcharts: list
+    checkout: Path | None = None
+
+    @classmethod
+    def of_directory(cls, root, label, checkout=None):
+        return cls.of_files(_directory_files(root), label, checkout)
+
+    @classmethod
+    def of_files(cls, files, label, checkout=None):
+        def loaded(name, what):
+            text = files[name].decode("utf-8", errors="replace") if name in files else ""
+            return load_values_text(text, f"{label}/{name}", what=what) if text else {}
+
+        subcharts = []
+        for name in sorted({path.split("/")[1] for path in files if path.count("/") >= 2}):
+            prefix = f"charts/{name}/"
+            inner = {path[len(prefix):]: data for path, data in files.items() if path.startswith(prefix)}
+            if "Chart.yaml" in inner:
+                subcharts.append(cls.of_files(inner, f"{label}/charts/{name}", checkout))
+        for path in sorted(files):
+            if path.count("/") == 1 and path.endswith((".tgz", ".tar.gz")):
+                archived = _archive_files(files[path], f"{label}/{path}")
+                if "Chart.yaml" in archived:
+                    subcharts.append(cls.of_files(archived, f"{label}/{path}"))
+        return cls(label, loaded("Chart.yaml", "chart metadata"), loaded("values.yaml", "values file"), subcharts,
+                   checkout)
+
+    def dependency_chart(self, dependency):
+        """The chart a dependency of this chart names: its source for ``file://``, else the one in charts/."""
+        path = local_dependency_path(dependency, self.label) if self.checkout else None
+        if path is not None and (self.checkout / path / "Chart.yaml").is_file():
+            return ChartTree.of_directory(self.checkout / path, path, self.checkout)
+        return next((chart for chart in self.subcharts if chart.metadata.get("name") == dependency["name"]), None)
+
+
+def exported_values(chart, parent_values):
+    """The values werf's ``export-values`` gives the dependencies of ``chart`` and, through theirs, every chart
+    below it, as one values layer for the root chart: keyed by alias (else name) at each level. Each chart
+    exports from its own computed values (its values.yaml under what its parent gives it, globals included).
+    A parent path that holds nothing exports nothing, as in werf."""
     exports = {}
-    for dependency in dependencies:
+    for dependency in chart_dependencies(chart.metadata, chart.label):
+        key = dependency.get("alias") or dependency["name"]
         layer = {}
-        for parent, child in _export_pairs(dependency, chart_label):
+        for parent, child in _export_pairs(dependency, chart.label):
             value = copy.deepcopy(_value_at(parent_values, parent))
             if value is None:
                 continue
             if not child and not isinstance(value, dict):
-                raise ConvergeError(f"{chart_label}/Chart.yaml: dependency {dependency['name']}: {EXPORT_VALUES_KEY} "
+                raise ConvergeError(f"{chart.label}/Chart.yaml: dependency {dependency['name']}: {EXPORT_VALUES_KEY} "
                                     f"parent {parent} is not a mapping, so it needs a child path",
-                                    file=f"{chart_label}/Chart.yaml")
+                                    file=f"{chart.label}/Chart.yaml")
             layer = merge_values(layer, _nested(child, value) if child else value)
+        subchart = chart.dependency_chart(dependency)
+        if subchart is not None:
+            given = parent_values.get(key) if isinstance(parent_values.get(key), dict) else {}
+            child_values = merge_values(subchart.values, merge_values(layer, given))
+            globals_ = parent_values.get("global") if isinstance(parent_values.get("global"), dict) else {}
+            child_values["global"] = merge_values(child_values.get("global") or {}, globals_)
+            layer = merge_values(exported_values(subchart, child_values), layer)
         if layer:
-            exports = merge_values(exports, {dependency.get("alias") or dependency["name"]: layer})
+            exports = merge_values(exports, {key: layer})
     return exports
 
 
@@ -916,9 +998,10 @@ def _merged_values(options, chart_root, user_values, service_values):
 def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name, user_values, service_values,
                  merged):
     prepare_helm_chart(chart_root, options.chart_dir, chart_name)
-    dependencies = build_dependencies(chart_root, options.chart_dir, options.helm_binary, Path(workdir, "helm"))
+    build_dependencies(chart_root, options.chart_dir, options.helm_binary, Path(workdir, "helm"))
     # werf's export-values sit above the charts' values.yaml and below every values layer the user gives.
-    exports = exported_values(dependencies, merged, options.chart_dir)
+    chart = ChartTree.of_directory(chart_root, options.chart_dir, checkout=Path(workdir, CHECKOUT_TREE))
+    exports = exported_values(chart, merged)
     # Helm reads the files as they are, so it types their values exactly as with plain Helm.
     texts = [json.dumps(exports)] + [text for text, _data in user_values] + [json.dumps(service_values)]
     paths = [_write_file(workdir, f"values-{i}.yaml", text) for i, text in enumerate(texts)]
@@ -979,3 +1062,4 @@ def render_chart(options):
         raise ConvergeError(f"chart directory {options.chart_dir} {state} in {git_project.describe()}; "
                             "set allow_empty to accept an empty release", chart_dir=options.chart_dir)
     return {"manifests": order_manifests(objects), "release": release, "namespace": namespace, "commit": commit}
+

@@ -239,3 +239,51 @@ def test_chart_lock_of_a_chart_with_export_values_pins_the_versions(tmp_path, so
     project = new_repo(tmp_path / "project", files)
     manifests = render_chart(RenderOptions(project_dir=str(project), images=IMAGES, helm_binary=helm_bin))["manifests"]
     assert values_of(manifests, "queue")["settings"]["size"] == 1  # 0.2.0 as locked, not the newer 0.2.1
+
+
+def test_export_values_declared_at_every_depth_reach_a_sub_subchart(tmp_path, sources, helm_bin):
+    """The worker subchart declares export-values (and Helm's import-values) for its own dependency leaf,
+    once plainly and once aliased; a third, disabled by its condition, renders nothing."""
+    files = umbrella(sources)
+    worker_chart = {
+        "apiVersion": "v2", "name": "worker", "version": "0.1.0",
+        "dependencies": [
+            {"name": "leaf", "version": "0.1.0", "repository": "file://../leaf",
+             "export-values": [{"parent": "werf", "child": "werf"}, {"parent": "image", "child": "parentImage"}],
+             "import-values": [{"child": "exports.color", "parent": "leafColor"}]},
+            {"name": "leaf", "alias": "nightly", "version": "0.1.0", "repository": "file://../leaf",
+             "export-values": [{"parent": "werf.env", "child": "env"}]},
+            {"name": "leaf", "alias": "disabled", "version": "0.1.0", "repository": "file://../leaf",
+             "condition": "disabled.enabled", "export-values": [{"parent": "werf", "child": "werf"}]},
+        ],
+    }
+    files["shared/worker/Chart.yaml"] = yaml.safe_dump(worker_chart)
+    files["shared/worker/values.yaml"] = "image:\n  ref: worker-default\ndisabled:\n  enabled: false\n"
+    files["shared/worker/templates/imported.yaml"] = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: imported-{{ .Chart.Name }}\n"
+        "data:\n  color: {{ .Values.leafColor.value | quote }}\n")
+    files.update({f"shared/{k}": v for k, v in subchart(
+        "leaf", "0.1.0", "exports:\n  color:\n    value: teal\n",
+        extra={"leaf/templates/unix.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                                           "  name: unix-{{ .Chart.Name }}-{{ dig \"werf\" \"env\" \"none\" .Values.AsMap }}"
+                                           "-{{ default \"plain\" .Values.env }}\n"}
+    ).items()})
+    manifests = render_chart(RenderOptions(project_dir=str(project_of(tmp_path, files)), images=IMAGES, env="qa",
+                                           helm_binary=helm_bin))["manifests"]
+    leaves = [json.loads(m["data"]["values"]) for m in manifests if m["metadata"]["name"] == "values-leaf"]
+    assert len(leaves) == 2, [m["metadata"]["name"] for m in manifests]  # the disabled alias renders nothing
+    plain = next(v for v in leaves if "werf" in v)
+    nightly = next(v for v in leaves if "werf" not in v)
+    assert plain["werf"]["image"]["backend"] == IMAGES[0]["ref"]  # root -> worker -> leaf
+    assert plain["werf"]["env"] == "qa"
+    assert plain["parentImage"] == {"ref": "registry.example.com/worker:7"}  # what the root exported to worker
+    assert nightly["env"] == "qa"
+    assert nightly["global"]["team"] == "checkout"
+    imported = next(m for m in manifests if m["metadata"]["name"] == "imported-worker")
+    assert imported["data"]["color"] == "teal"  # Helm's import-values one level below the root
+    names = sorted(m["metadata"]["name"] for m in manifests if m["metadata"]["name"].startswith("unix-"))
+    assert names == ["unix-leaf-qa-plain", "unix-nightly-none-qa"]  # .Chart.Name of an aliased chart is its alias
+
+
+def project_of(tmp_path, files):
+    return new_repo(tmp_path / "project", files)

@@ -22,7 +22,7 @@ def exported(*entries, name="child", alias=None):
     dependency = {"name": name, "export-values": list(entries)}
     if alias:
         dependency["alias"] = alias
-    return render.exported_values([dependency], PARENT, ".helm")
+    return render.exported_values(render.ChartTree(".helm", {"dependencies": [dependency]}, {}, []), PARENT)
 
 
 def test_a_table_goes_to_the_child_path_or_merges_into_the_root():
@@ -99,3 +99,59 @@ def test_helm_state_lives_under_the_given_home(tmp_path):
     assert set(env) == {"HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME", "HELM_REPOSITORY_CACHE",
                         "HELM_REPOSITORY_CONFIG", "HELM_REGISTRY_CONFIG"}
     assert all(value.startswith(str(tmp_path)) for value in env.values())
+
+
+def _archive(files, top):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path, text in files.items():
+            data = text if isinstance(text, bytes) else text.encode()
+            info = tarfile.TarInfo(f"{top}/{path}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _export_werf(name, alias=None):
+    entry = f"- name: {name}\n  version: 0.1.0\n  export-values:\n  - parent: werf\n    child: werf\n"
+    return entry + (f"  alias: {alias}\n" if alias else "")
+
+
+def test_exports_reach_every_depth_through_directories_and_nested_archives(tmp_path):
+    """root -> api (an archive) -> worker (an archive inside it) -> cron (an unpacked directory inside that)."""
+    cron = {"Chart.yaml": "apiVersion: v2\nname: cron\nversion: 0.1.0\n", "values.yaml": "schedule: daily\n"}
+    worker = {"Chart.yaml": "apiVersion: v2\nname: worker\nversion: 0.1.0\ndependencies:\n" + _export_werf("cron"),
+              "values.yaml": "werf: {env: ignored-below-the-parent}\nown: 1\n",
+              **{f"charts/cron/{path}": text for path, text in cron.items()}}
+    api = {"Chart.yaml": "apiVersion: v2\nname: api\nversion: 0.1.0\ndependencies:\n"
+                         + _export_werf("worker", alias="jobs"),
+           "charts/worker-0.1.0.tgz": _archive(worker, "worker")}
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "Chart.yaml").write_text("apiVersion: v2\nname: root\nversion: 0.1.0\ndependencies:\n"
+                                         + _export_werf("api"))
+    (tmp_path / "charts" / "api-0.1.0.tgz").write_bytes(_archive(api, "api"))
+    tree = render.ChartTree.of_directory(tmp_path, ".helm")
+    exports = render.exported_values(tree, PARENT)
+    werf = PARENT["werf"]
+    assert exports == {"api": {"werf": werf, "jobs": {"werf": werf, "cron": {"werf": werf}}}}
+
+
+def test_a_child_exports_what_its_parent_gives_it_over_its_own_values(tmp_path):
+    sub = {"Chart.yaml": "apiVersion: v2\nname: sub\nversion: 0.1.0\ndependencies:\n- name: leaf\n  version: 0.1.0\n"
+                         "  export-values:\n  - parent: settings\n    child: settings\n",
+           "values.yaml": "settings: {size: 1, color: red}\n",
+           "charts/leaf/Chart.yaml": "apiVersion: v2\nname: leaf\nversion: 0.1.0\n"}
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "Chart.yaml").write_text("apiVersion: v2\nname: root\nversion: 0.1.0\n"
+                                         "dependencies:\n- name: sub\n  version: 0.1.0\n")
+    (tmp_path / "charts" / "sub-0.1.0.tgz").write_bytes(_archive(sub, "sub"))
+    exports = render.exported_values(render.ChartTree.of_directory(tmp_path, ".helm"),
+                                     {"sub": {"settings": {"size": 3}}})
+    assert exports == {"sub": {"leaf": {"settings": {"size": 3, "color": "red"}}}}
+
+
+def test_an_unreadable_archive_is_named(tmp_path):
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "charts" / "bad-1.0.0.tgz").write_text("not an archive")
+    with pytest.raises(ConvergeError, match=r"^\.helm/charts/bad-1\.0\.0\.tgz: unreadable chart archive"):
+        render.ChartTree.of_directory(tmp_path, ".helm")
