@@ -10,6 +10,7 @@ The result is a list of Kubernetes objects in apply order.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import dataclasses
@@ -35,6 +36,8 @@ from ansible_collections.berth.converge.plugins.module_utils.errors import Conve
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
 from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import (
     CHART_SECRET_VALUES_FILE,
+    SecretValueError,
+    decrypt_value,
     decrypt_values_text,
     find_secret_key,
     is_ansible_vault,
@@ -976,6 +979,61 @@ def _secret_values(options, git_project, chart_root):
     return decrypted(chart_sources), decrypted(extra_sources)
 
 
+SECRET_FILES_DIR = "secret"
+SECRET_FILE_FUNCTION = "werf_secret_file"
+_SECRET_FILE_CALL = re.compile(r'\b' + SECRET_FILE_FUNCTION + r'\b(\s+("(?:[^"\\]|\\.)*"|`[^`]*`))?')
+
+
+def _secret_files(options, chart_root):
+    """{name: decrypted text} of the files in the chart's secret/ directory (werf's secret files), or {}."""
+    directory = chart_root / SECRET_FILES_DIR
+    paths = sorted(path for path in directory.rglob("*") if path.is_file()) if directory.is_dir() else []
+    if not paths:
+        return {}
+    label = f"{options.chart_dir}/{SECRET_FILES_DIR}/{paths[0].relative_to(directory).as_posix()}"
+    try:
+        key = find_secret_key(options.project_dir, explicit=options.secret_key)
+    except ConvergeError as exc:
+        raise ConvergeError(f"secret file {label} cannot be decrypted: {exc}", file=label) from None
+    files = {}
+    for path in paths:
+        name = path.relative_to(directory).as_posix()
+        label = f"{options.chart_dir}/{SECRET_FILES_DIR}/{name}"
+        try:
+            files[name] = decrypt_value(key, path.read_text().strip())
+        except (SecretValueError, UnicodeDecodeError) as exc:
+            raise ConvergeError(f"secret file {label}: cannot decrypt it with the werf secret key from "
+                                f"{key.source}: {exc}", file=label) from None
+    return files
+
+
+def inline_secret_files(chart_root, chart_label, files):
+    """Replace each ``werf_secret_file "name"`` call in the chart's templates by the decrypted text as a
+    constant (Helm has no such function); the name must be a quoted string, as werf's charts write it."""
+    for template in sorted((chart_root / "templates").rglob("*")) if (chart_root / "templates").is_dir() else []:
+        if not template.is_file():
+            continue
+        text = template.read_text(errors="replace")
+        if SECRET_FILE_FUNCTION not in text:
+            continue
+        label = f"{chart_label}/{template.relative_to(chart_root).as_posix()}"
+
+        def constant(match, text=text, label=label):
+            line = text.count("\n", 0, match.start()) + 1
+            if not match.group(2):
+                raise ConvergeError(f"{label}:{line}: {SECRET_FILE_FUNCTION} needs the file name as a quoted "
+                                    "string", file=label)
+            name = match.group(2)[1:-1].encode().decode("unicode_escape") if match.group(2)[0] == '"' \
+                else match.group(2)[1:-1]
+            if name not in files:
+                raise ConvergeError(f"{label}:{line}: {SECRET_FILE_FUNCTION}: no secret file {name!r} in "
+                                    f"{chart_label}/{SECRET_FILES_DIR}/ (found: {', '.join(sorted(files)) or 'none'})",
+                                    file=label)
+            return '(b64dec "' + base64.b64encode(files[name].encode()).decode() + '")'
+
+        template.write_text(_SECRET_FILE_CALL.sub(constant, text))
+
+
 def _write_file(workdir, name, text):
     path = Path(workdir, name)
     path.write_text(text)
@@ -1017,12 +1075,14 @@ def _render_sources(options, workdir, chart_root, *, git_project, **kwargs):
     chart's secret-values.yaml, values files, secret values files (then set and set_string). An error
     never shows a decrypted secret value."""
     chart_secrets, extra_secrets = _secret_values(options, git_project, chart_root)
+    secret_files = _secret_files(options, chart_root)
     layers = chart_secrets + _user_values(options, git_project) + extra_secrets
     extract_local_dependencies(git_project, Path(workdir, CHECKOUT_TREE), options.chart_dir)
     try:
+        inline_secret_files(chart_root, options.chart_dir, secret_files)
         return _render_layers(options, workdir, chart_root, user_values=layers, **kwargs)
     except ConvergeError as exc:
-        secrets = secret_strings(data for _text, data in chart_secrets + extra_secrets)
+        secrets = secret_strings([data for _text, data in chart_secrets + extra_secrets] + [secret_files])
         raise masked_error(exc, secrets) from None
 
 

@@ -205,3 +205,70 @@ def test_an_ansible_vault_values_file_is_refused_with_the_way_to_use_it(project,
         assert result["failed"]
         assert f"{vaulted} is encrypted with Ansible Vault" in result["msg"]
         assert "converge_vault_values_files" in result["msg"]
+
+
+def werf_encrypt_file(text, key):
+    """A secret file as `werf helm secret file encrypt` writes it: werf's ciphertext of the content."""
+    built = subprocess.run([str(ROOT / "hack" / "conformance" / "werfsecret" / "build")], capture_output=True,
+                           text=True, check=True)
+    request = json.dumps([{"op": "encrypt", "key": key, "plaintext": text}])
+    done = subprocess.run([built.stdout.strip()], input=request, capture_output=True, text=True, check=True)
+    response = json.loads(done.stdout)[0]
+    assert "error" not in response, response
+    return response["ciphertext"] + "\n"
+
+
+TLS_KEY = "-----BEGIN PRIVATE KEY-----\nMIIEvQ-not-really\n-----END PRIVATE KEY-----\n"
+APP_CONF = "user = admin\npassword = \"s3cr3t-file-pass\"\n"
+
+
+def secret_files_project(project, templates):
+    (project / ".helm" / "secret" / "tls").mkdir(parents=True)
+    (project / ".helm" / "secret" / "app.conf").write_text(werf_encrypt_file(APP_CONF, KEY))
+    (project / ".helm" / "secret" / "tls" / "key.pem").write_text(werf_encrypt_file(TLS_KEY, KEY))
+    for name, text in templates.items():
+        (project / ".helm" / "templates" / name).write_text(text)
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "secret files")
+    return project
+
+
+def test_werf_secret_file_gives_the_decrypted_content(project, helm_bin, werf_home):
+    secret_files_project(project, {"files.yaml": """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: files
+data:
+  app.conf: {{ werf_secret_file "app.conf" | b64enc }}
+  tls.key: {{ b64enc (werf_secret_file `tls/key.pem`) }}
+"""})
+    result, output = render(project, helm_bin, secret_key=KEY, verbosity=3)
+    assert not result["failed"], output
+    data = by_name(result["manifests"])[("Secret", "files")]["data"]
+    assert base64.b64decode(data["app.conf"]).decode() == APP_CONF
+    assert base64.b64decode(data["tls.key"]).decode() == TLS_KEY
+
+
+def test_werf_secret_file_errors_name_the_template_line_and_show_no_secret(project, helm_bin, werf_home):
+    secret_files_project(project, {"files.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: f\ndata:\n"
+                                                 "  a: {{ werf_secret_file \"nosuch.conf\" | quote }}\n"})
+    result, output = render(project, helm_bin, secret_key=KEY)
+    assert result["failed"]
+    assert result["msg"] == (".helm/templates/files.yaml:6: werf_secret_file: no secret file 'nosuch.conf' in "
+                             ".helm/secret/ (found: app.conf, tls/key.pem)")
+
+    (project / ".helm" / "templates" / "files.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: f\ndata:\n"
+        "  a: {{ fail (printf \"bad %s\" (werf_secret_file \"app.conf\")) }}\n")
+    git(project, "commit", "-q", "-am", "a template that fails with the content")
+    result, output = render(project, helm_bin, secret_key=KEY)
+    assert result["failed"]
+    assert "s3cr3t-file-pass" not in output
+    assert "***" in result["msg"]
+
+    result, output = render(project, helm_bin, env={"WERF_SECRET_KEY": WRONG_KEY})
+    assert result["failed"]
+    assert result["msg"].startswith("secret values file .helm/secret-values.yaml: ") or \
+        result["msg"].startswith("secret file .helm/secret/app.conf: cannot decrypt it"), result["msg"]
+    assert "s3cr3t-file-pass" not in output and "MIIEvQ" not in output
