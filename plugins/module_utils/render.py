@@ -472,8 +472,37 @@ def prepare_helm_chart(chart_root, chart_label, chart_name):
     templates = chart_root / "templates"
     templates.mkdir(exist_ok=True)
     (templates / HELPERS_TEMPLATE_NAME).write_text(WERF_HELPERS_TEMPLATE)
+    prepare_notes(templates)
     for jinja_file in chart_root.rglob("*.j2"):
         jinja_file.unlink()
+
+
+NOTES_FILE = "NOTES.txt"
+NOTES_HELPER = "_berth_converge_notes.tpl"
+NOTES_API_VERSION = "berth.converge/v1"
+NOTES_KIND = "RenderedNotes"
+
+
+def prepare_notes(templates):
+    """``helm template`` does not output templates/NOTES.txt: make it a marker document that carries the
+    rendered text (Helm renders the main chart's notes only, and so does this)."""
+    notes = templates / NOTES_FILE
+    if not notes.is_file():
+        return
+    # No whitespace trimming around the body, so the text is exactly what Helm renders.
+    (templates / NOTES_HELPER).write_text('{{- define "berth-converge.notes" }}' + notes.read_text(errors="replace")
+                                          + "{{ end }}")
+    (templates / "berth-converge-notes.yaml").write_text(
+        f"apiVersion: {NOTES_API_VERSION}\nkind: {NOTES_KIND}\nmetadata:\n  name: notes\n"
+        'text: {{ include "berth-converge.notes" . | toJson }}\n')
+    notes.unlink()
+
+
+def split_notes(objects):
+    """``(objects, notes)``: the rendered objects without the notes marker, and the notes text ("" if none)."""
+    marker = [o for o in objects if o.get("kind") == NOTES_KIND and o.get("apiVersion") == NOTES_API_VERSION]
+    return [o for o in objects if not any(o is m for m in marker)], (marker[0].get("text") or "").strip() \
+        if marker else ""
 
 
 def is_helm_chart(chart_root):
@@ -498,6 +527,7 @@ def helm_template(chart_root, *, release, namespace, values_paths, set_arguments
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         message = result.stderr.replace("\n\nUse --debug flag to render out invalid YAML", "").strip()
+        message = message.replace(f"templates/{NOTES_HELPER}", f"templates/{NOTES_FILE}")
         raise ConvergeError(f"helm template failed: {message}", stderr=result.stderr)
     return result.stdout
 
@@ -1117,9 +1147,11 @@ def render_chart(options):
         objects = [] if root is None else _render_sources(
             options, workdir, root, release=release, namespace=namespace, project=project, images=images,
             service_values=service_values, git_project=git_project)
-    if not objects and not options.allow_empty:
+    if not any(o.get("kind") != NOTES_KIND for o in objects) and not options.allow_empty:
         state = "rendered no resources" if root is not None else "does not exist"
         raise ConvergeError(f"chart directory {options.chart_dir} {state} in {git_project.describe()}; "
                             "set allow_empty to accept an empty release", chart_dir=options.chart_dir)
-    return {"manifests": order_manifests(objects), "release": release, "namespace": namespace, "commit": commit}
+    objects, notes = split_notes(objects)
+    return {"manifests": order_manifests(objects), "release": release, "namespace": namespace, "commit": commit,
+            "notes": notes}
 

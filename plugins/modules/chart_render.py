@@ -38,6 +38,8 @@ description:
     message."
   - werf's C(export-values) of a dependency gives it values of the parent chart (the computed ones, werf's
     service values included), as werf does; Helm's C(import-values) and C(global) work as in Helm.
+  - The main chart's C(templates/NOTES.txt) is rendered as Helm renders it and returned as RV(notes); the
+    converge role prints it after a successful converge.
   - Helm hooks (objects annotated C(helm.sh/hook)) are returned among RV(manifests), unchanged;
     M(berth.converge.release_apply) recognises them by that annotation and runs them around the release.
   - werf secret values are decrypted as werf does, from the chart's C(secret-values.yaml) (read
@@ -231,6 +233,13 @@ namespace:
   returned: success
   type: str
   sample: shop-production
+notes:
+  description:
+    - The main chart's C(templates/NOTES.txt) rendered with the same values, as Helm prints it after an
+      install or upgrade (leading and trailing white space removed); empty when the chart has none.
+  returned: success
+  type: str
+  sample: "Visit https://shop.example.com to use your application."
 commit:
   description: The rendered commit.
   returned: success

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 
 import pytest
 
@@ -274,3 +276,47 @@ def test_module_through_ansible(project, helm_bin):
                                                  "helm_binary": helm_bin})
     assert result["failed"], output
     assert "templates/broken.yaml:1" in result["msg"]
+
+
+NOTES = """\
+Thank you for installing {{ .Chart.Name }}.
+
+  Release {{ .Release.Name }} in {{ .Release.Namespace }}, {{ .Values.replicas }} replica(s).
+{{- if .Values.extra.flag }}
+  The flag is set.
+{{- end }}
+{{ include "shop.hint" . }}
+"""
+
+
+def helm_dry_run_notes(helm_bin, chart_dir, release, namespace, *more):
+    """The notes the real helm binary renders for an install of the chart directory."""
+    done = subprocess.run([helm_bin, "install", release, str(chart_dir), "--namespace", namespace,
+                           "--dry-run=client", "--output", "json", *more], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["info"]["notes"]
+
+
+def test_notes_are_rendered_as_helm_renders_them(project, helm_bin, tmp_path):
+    write(project, {".helm/templates/NOTES.txt": NOTES,
+                    ".helm/templates/_hint.tpl": '{{- define "shop.hint" -}}See {{ .Values.greeting }}.{{- end -}}\n'})
+    commit(project, message="notes")
+    result = render(project, helm_bin, set_values={"extra.flag": True})
+    assert not any(m["kind"] == "RenderedNotes" for m in result["manifests"])
+    plain_chart = tmp_path / "plain"  # the same chart with only the notes' templates, for plain Helm
+    for name in ("Chart.yaml", "values.yaml", "templates/NOTES.txt", "templates/_hint.tpl"):
+        write(plain_chart, {name: (project / ".helm" / name).read_text()})
+    expected = helm_dry_run_notes(helm_bin, plain_chart, result["release"], result["namespace"],
+                                  "--set", "extra.flag=true")
+    assert result["notes"] == expected.strip()
+    assert "Release shop-qa in shop-qa, 1 replica(s).\n  The flag is set.\nSee chart-default." in result["notes"]
+
+
+def test_a_notes_template_error_names_notes_txt(project, helm_bin):
+    write(project, {".helm/templates/NOTES.txt": "line one\n{{ .Values.nosuch.field }}\n"})
+    commit(project, message="broken notes")
+    with pytest.raises(ConvergeError, match=r"templates/NOTES\.txt:2:\d+: executing"):
+        render(project, helm_bin)
+
+
+def test_a_chart_without_notes_has_empty_notes(project, helm_bin):
+    assert render(project, helm_bin)["notes"] == ""

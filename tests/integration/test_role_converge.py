@@ -77,6 +77,7 @@ def test_first_converge_then_idempotent_then_one_image(shop, kube_api):
     assert {i for i, state in items.items() if state == "changed"} >= IMAGES | RESOURCES, items
     assert any(i.startswith("Job/migrate-") for i in items)
     assert revisions(kube_api, shop) == [(1, "deployed")]
+    assert f"The shop is deployed as release {shop.release} in namespace {shop.namespace}." in output  # NOTES.txt
     secret = client.CoreV1Api(kube_api).read_namespaced_secret("shop-db", shop.namespace)
     assert secret.data["password"]  # from the Vault-encrypted values file
     assert "s3cr3t-Demo-Passw0rd" not in output
