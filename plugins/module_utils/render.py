@@ -517,10 +517,10 @@ def helm_path(helm_binary):
     return binary
 
 
-def helm_template(chart_root, *, release, namespace, values_paths, set_arguments, helm_binary):
+def helm_template(chart_root, *, release, namespace, values_paths, set_arguments, helm_binary, context_arguments=()):
     """``helm template`` output; Helm's own message (naming file and line) on failure."""
     command = [helm_path(helm_binary), "template", release, str(chart_root), "--namespace", namespace,
-               "--include-crds"]
+               "--include-crds", *context_arguments]
     for path in values_paths:
         command += ["--values", str(path)]
     command += set_arguments
@@ -948,6 +948,44 @@ class RenderOptions:
     allow_empty: bool = False
     helm_binary: str = "helm"
     project: str | None = None
+    # (release, namespace) -> ReleaseContext; None renders as a first install on a default cluster.
+    release_context: object = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseContext:
+    """What a chart sees of the release and the cluster: ``.Release.Revision``, ``.Release.IsUpgrade``
+    (else ``.Release.IsInstall``) and ``.Capabilities`` (kube version, API versions)."""
+
+    revision: int = 1
+    is_upgrade: bool = False
+    kube_version: str | None = None
+    api_versions: tuple = ()
+
+    def helm_arguments(self):
+        arguments = ["--is-upgrade"] if self.is_upgrade else []
+        if self.kube_version:
+            arguments += ["--kube-version", self.kube_version]
+        if self.api_versions:
+            arguments += ["--api-versions", ",".join(self.api_versions)]
+        return arguments
+
+
+# `.Release.Revision` however the root context is reached: `.`, `$`, `$root`, `.root`, ...
+_RELEASE_REVISION = re.compile(r"(?<![\w)\]])(?:\$\w*)?(?:\.\w+)*?\.Release\.Revision\b")
+
+
+def pin_release_revision(tree, revision):
+    """Helm's template command always renders revision 1: write the revision into every template of the
+    checkout (the chart, its file:// dependencies and unpacked subcharts) as a constant. Charts from a
+    repository archive keep Helm's 1."""
+    if revision == 1:
+        return
+    for path in sorted(tree.rglob("*")):
+        if path.is_file() and "templates" in path.relative_to(tree).parts[:-1]:
+            text = path.read_text(errors="replace")
+            if ".Release.Revision" in text:
+                path.write_text(_RELEASE_REVISION.sub(f"(int {int(revision)})", text))
 
 
 def normalize_chart_dir(chart_dir):
@@ -1085,7 +1123,9 @@ def _merged_values(options, chart_root, user_values, service_values):
 
 def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name, user_values, service_values,
                  merged):
+    context = options.release_context(release, namespace) if options.release_context else ReleaseContext()
     prepare_helm_chart(chart_root, options.chart_dir, chart_name)
+    pin_release_revision(Path(workdir, CHECKOUT_TREE), context.revision)
     build_dependencies(chart_root, options.chart_dir, options.helm_binary, Path(workdir, "helm"))
     # werf's export-values sit above the charts' values.yaml and below every values layer the user gives.
     chart = ChartTree.of_directory(chart_root, options.chart_dir, checkout=Path(workdir, CHECKOUT_TREE))
@@ -1096,7 +1136,8 @@ def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name
     set_arguments = helm_set_arguments(options.set_values, options.set_string_values,
                                        service_values["werf"]["commit"]["date"]["unix"])
     text = helm_template(chart_root, release=release, namespace=namespace, values_paths=paths,
-                         set_arguments=set_arguments, helm_binary=options.helm_binary)
+                         set_arguments=set_arguments, helm_binary=options.helm_binary,
+                         context_arguments=context.helm_arguments())
     return parse_manifests(text)
 
 

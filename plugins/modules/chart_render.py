@@ -48,10 +48,24 @@ description:
     directory (E(WERF_HOME), else C(~/.werf)), first found wins. A missing or wrong key fails before
     anything is rendered, naming the file (and the value's key path). Decrypted values are not shown in
     any message; they appear only inside the returned manifests.
+  - With O(use_cluster=true), the chart sees its release and cluster as with werf and C(helm upgrade):
+    C(.Release.Revision) is the next revision (the latest recorded one + 1), C(.Release.IsUpgrade) is true
+    when the release has revisions (else C(.Release.IsInstall)), and C(.Capabilities.KubeVersion) and
+    C(.Capabilities.APIVersions) are the cluster's. Without it the chart renders as a first install (revision
+    1) with Helm's default capabilities, as C(helm template) does. Helm's template command cannot set the
+    revision, so C(.Release.Revision) is written into the templates of the chart, its C(file://)
+    dependencies and unpacked subcharts as a constant; a chart from a repository archive sees 1.
 extends_documentation_fragment:
   - berth.converge.attributes
   - berth.converge.attributes.INFO_MODULE
+  - berth.converge.kubernetes
 options:
+  use_cluster:
+    description:
+      - Read the release history and the cluster's capabilities for C(.Release) and C(.Capabilities), with
+        the Kubernetes connection options. The converge role sets it, except in render-only mode.
+    type: bool
+    default: false
   project_dir:
     description:
       - Directory of the project (where C(werf.yaml) is), inside a Git work tree.
@@ -261,6 +275,8 @@ commit:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.berth.converge.plugins.module_utils.common_args import (
+    KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.render import RenderOptions, render_chart
 
@@ -283,6 +299,8 @@ ARGUMENT_SPEC = dict(
     allow_empty=dict(type="bool", default=False),
     helm_binary=dict(type="str", default="helm"),
     project=dict(type="str"),
+    use_cluster=dict(type="bool", default=False),
+    **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
 )
 
 
@@ -291,7 +309,16 @@ def render_options(params):
     names = ("project_dir", "config", "chart_dir", "dev", "images", "repo", "env", "release", "namespace",
              "values_files", "secret_values_files", "secret_key", "allow_empty", "helm_binary", "project")
     return RenderOptions(commit=params["revision"], set_values=params["set"], set_string_values=params["set_string"],
+                         release_context=cluster_reader(params) if params["use_cluster"] else None,
                          **{name: params[name] for name in names})
+
+
+def cluster_reader(params):
+    """(release, namespace) -> ReleaseContext from the cluster; the Kubernetes client is imported only then."""
+    from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
+    from ansible_collections.berth.converge.plugins.module_utils.render_cluster import release_context
+
+    return lambda release, namespace: release_context(api_client(params), release, namespace)
 
 
 def main():

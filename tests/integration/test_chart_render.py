@@ -6,9 +6,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
+import yaml
+
+from kubernetes import client
 
 from conftest import run_module
 from gitrepo import commit, git, new_repo, write
@@ -320,3 +324,77 @@ def test_a_notes_template_error_names_notes_txt(project, helm_bin):
 
 def test_a_chart_without_notes_has_empty_notes(project, helm_bin):
     assert render(project, helm_bin)["notes"] == ""
+
+
+CONTEXT_TEMPLATE = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: context
+  annotations:
+    rollme: {{ $.Release.Revision | quote }}
+data:
+  revision: {{ .Release.Revision | quote }}
+  install: {{ .Release.IsInstall | quote }}
+  upgrade: {{ .Release.IsUpgrade | quote }}
+  kube: {{ .Capabilities.KubeVersion.Version | quote }}
+  deployments: {{ .Capabilities.APIVersions.Has "apps/v1/Deployment" | quote }}
+  apis: {{ .Capabilities.APIVersions | toJson | quote }}
+"""
+
+
+def helm_validate_capabilities(helm_bin, tmp_path, kubeconfig):
+    """.Capabilities as the real helm binary reads them from the cluster (`helm template --validate`)."""
+    chart = tmp_path / "capabilities"
+    write(chart, {"Chart.yaml": "apiVersion: v2\nname: capabilities\nversion: 0.1.0\n",
+                  "templates/cm.yaml": CONTEXT_TEMPLATE})
+    done = subprocess.run([helm_bin, "template", "x", str(chart), "--validate", "--kubeconfig", kubeconfig],
+                          capture_output=True, text=True, check=True)
+    return next(d for d in render_module_docs(done.stdout) if d["metadata"]["name"] == "context")["data"]
+
+
+def render_module_docs(text):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def test_use_cluster_gives_the_next_revision_upgrade_and_the_clusters_capabilities(project, helm_bin, tmp_path,
+                                                                                    localenv, kube_api):
+    write(project, {".helm/templates/context.yaml": CONTEXT_TEMPLATE})
+    commit(project, message="context")
+    env = "c" + os.urandom(3).hex()
+    args = {"project_dir": str(project), "images": IMAGES, "env": env, "helm_binary": helm_bin,
+            "use_cluster": True, "kubeconfig": localenv.kubeconfig}
+    try:
+        first, output = run_module("chart_render", args)
+        assert not first["failed"], output
+        context = next(m for m in first["manifests"] if m["metadata"]["name"] == "context")
+        reference = helm_validate_capabilities(helm_bin, tmp_path, localenv.kubeconfig)
+        assert context["data"]["revision"] == "1" and context["metadata"]["annotations"]["rollme"] == "1"
+        assert (context["data"]["install"], context["data"]["upgrade"]) == ("true", "false")
+        assert context["data"]["kube"] == reference["kube"] == localenv.kube_version
+        # helm template adds given API versions to its built-in defaults: every one the cluster serves is there
+        assert set(json.loads(reference["apis"])) <= set(json.loads(context["data"]["apis"]))
+        assert "berth.test/v1/Nothing" not in json.loads(context["data"]["apis"])
+        assert context["data"]["deployments"] == "true"
+
+        # the ConfigMap alone makes revision 1 (the chart's cluster-wide CRD stays out of the way of other tests)
+        applied, output = run_module("release_apply", {"manifests": [context], "release": first["release"],
+                                                       "namespace": first["namespace"],
+                                                       "kubeconfig": localenv.kubeconfig})
+        assert not applied["failed"], output
+
+        second, output = run_module("chart_render", args)
+        assert not second["failed"], output
+        context = next(m for m in second["manifests"] if m["metadata"]["name"] == "context")
+        assert context["data"]["revision"] == "2" and context["metadata"]["annotations"]["rollme"] == "2"
+        assert (context["data"]["install"], context["data"]["upgrade"]) == ("false", "true")
+
+        offline = render(project, helm_bin, env=env)
+        context = next(m for m in offline["manifests"] if m["metadata"]["name"] == "context")
+        assert (context["data"]["revision"], context["data"]["install"]) == ("1", "true")  # as helm template
+        missing_offline = set(json.loads(reference["apis"])) - set(json.loads(context["data"]["apis"]))
+        assert missing_offline, "the cluster serves nothing beyond Helm's defaults: this test would prove nothing"
+    finally:
+        core = client.CoreV1Api(kube_api)
+        if any(ns.metadata.name == f"shop-{env}" for ns in core.list_namespace().items):
+            core.delete_namespace(f"shop-{env}")
