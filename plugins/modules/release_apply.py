@@ -113,10 +113,16 @@ options:
     default: true
   force_conflicts:
     description:
-      - Take over fields that another field manager owns (server-side apply C(force)). Without it, such
-        conflicts fail the validation, naming the fields and their managers.
+      - Take over fields that another field manager owns (server-side apply C(force)), as werf always does, so
+        by-hand drift of what the chart sets (C(kubectl scale), C(kubectl patch), C(kubectl edit), client-side
+        C(kubectl apply)) is reset. With C(false), such conflicts fail the validation, naming the fields and
+        their managers.
+      - Before applying an object, the fields of the C(kubectl-edit) and C(helm) field managers (by-hand edits;
+        earlier deploys by werf 2 or Helm) and of older werf (C(werf*)) become ours, as werf does, so the apply
+        removes those the chart does not set; other managers keep the fields the chart does not set (a
+        controller's, or keys added with C(kubectl patch), C(kubectl annotate) or client-side C(kubectl apply)).
     type: bool
-    default: false
+    default: true
   prune:
     description:
       - Delete the objects recorded in the release that are no longer in O(manifests).
@@ -348,7 +354,7 @@ def main():
             release=dict(type="str", required=True),
             namespace=dict(type="str", required=True),
             create_namespace=dict(type="bool", default=True),
-            force_conflicts=dict(type="bool", default=False),
+            force_conflicts=dict(type="bool", default=True),
             prune=dict(type="bool", default=True),
             concurrency=dict(type="int", default=8),
             lock_timeout=dict(type="int", default=300),

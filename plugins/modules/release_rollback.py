@@ -49,9 +49,9 @@ options:
     type: int
   force_conflicts:
     description:
-      - Take over fields that another field manager owns (server-side apply C(force)).
+      - Take over fields that another field manager owns (server-side apply C(force)), as M(berth.converge.release_apply).
     type: bool
-    default: false
+    default: true
   concurrency:
     description:
       - How many API requests to run at once.
@@ -154,7 +154,7 @@ def main():
             release=dict(type="str", required=True),
             namespace=dict(type="str", required=True),
             revision=dict(type="int"),
-            force_conflicts=dict(type="bool", default=False),
+            force_conflicts=dict(type="bool", default=True),
             concurrency=dict(type="int", default=8),
             lock_timeout=dict(type="int", default=300),
             timeout=dict(type="int", default=300),

@@ -15,6 +15,7 @@ import hmac
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from itertools import groupby
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
@@ -35,6 +36,12 @@ HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 HELM_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
 WEIGHT_ANNOTATION = "werf.io/weight"
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
+
+# Field managers whose fields a converge takes over before applying, as werf does: by-hand `kubectl edit`,
+# earlier deploys of the chart by werf 2 or Helm ("helm"), older werf ("werf..."), and our own non-apply writes.
+# Fields of theirs the chart no longer sets are then removed by the apply; others keep what the chart does not set.
+TAKEN_OVER_MANAGERS = ("kubectl-edit", "helm")
+TAKEN_OVER_PREFIXES = ("werf",)
 
 CREATE, UPDATE, UNCHANGED, DELETE = "create", "update", "unchanged", "delete"
 # Fields the server changes on its own; they never mean that our apply would change the object.
@@ -92,6 +99,8 @@ class Planned:
     desired: Desired = None
     validated: bool = True
     notes: list = field(default_factory=list)
+    # managedFields written before the apply, so drift the chart owns is reset (see take_over_fields)
+    managed_fields: list = None
 
     @property
     def changed(self):
@@ -195,6 +204,70 @@ def comparable(obj):
     return out
 
 
+def merge_fields(base, extra):
+    """The union of two managedFields field sets (FieldsV1 trees)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = merge_fields(merged[key], value) if isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def subtract_fields(theirs, ours):
+    """The fields of ``theirs`` that ``ours`` does not own; a leaf of ours owns everything below it."""
+    remaining = {}
+    for key, value in theirs.items():
+        if key not in ours:
+            remaining[key] = value
+        elif ours[key] and value:
+            rest = subtract_fields(value, ours[key])
+            if rest:
+                remaining[key] = rest
+    return remaining
+
+
+def _taken_over(entry):
+    manager = entry.get("manager") or ""
+    if entry.get("subresource"):
+        return False
+    if manager == FIELD_MANAGER:
+        return entry.get("operation") != "Apply"
+    return manager in TAKEN_OVER_MANAGERS or manager.startswith(TAKEN_OVER_PREFIXES)
+
+
+def _our_apply_entry(entries):
+    return next((e for e in entries if e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply"
+                 and not e.get("subresource")), None)
+
+
+def take_over_fields(live, now):
+    """``(managedFields, taken)``: the live object's managed fields rewritten as werf rewrites them before it
+    applies, or ``(None, {})`` when they need no change. The fields of the TAKEN_OVER managers join ours
+    (``taken``), and no other manager of the main resource keeps a field we own, so the forced apply resets
+    every drifted field the chart sets. Managers of subresources (status, scale) are left as they are."""
+    entries = (live.get("metadata") or {}).get("managedFields") or []
+    ours = _our_apply_entry(entries)
+    taken = {}
+    for entry in entries:
+        if entry is not ours and _taken_over(entry):
+            taken = merge_fields(taken, entry.get("fieldsV1") or {})
+    owned = merge_fields((ours or {}).get("fieldsV1") or {}, taken)
+    changed = bool(taken)
+    rewritten = []
+    for entry in entries:
+        if entry is ours or _taken_over(entry):
+            continue
+        fields = entry.get("fieldsV1") or {}
+        remaining = fields if entry.get("subresource") else subtract_fields(fields, owned)
+        changed = changed or remaining != fields
+        if remaining:
+            rewritten.append({**entry, "fieldsV1": remaining})
+    if not changed:
+        return None, {}
+    rewritten.append({**(ours or {"manager": FIELD_MANAGER, "operation": "Apply", "fieldsType": "FieldsV1",
+                                  "apiVersion": live.get("apiVersion")}), "time": now, "fieldsV1": owned})
+    return rewritten, taken
+
+
 def decide_action(live, after):
     """create when nothing is live, unchanged when applying leaves the object as it is, else update."""
     if live is None:
@@ -265,7 +338,7 @@ class Applier:
     written, as werf deploys.
     """
 
-    def __init__(self, kube, mapper, release, namespace, force_conflicts=False, concurrency=DEFAULT_CONCURRENCY,
+    def __init__(self, kube, mapper, release, namespace, force_conflicts=True, concurrency=DEFAULT_CONCURRENCY,
                  waiter=None):
         self.kube = kube
         self.mapper = mapper
@@ -367,6 +440,8 @@ class Applier:
                                   sorted(failures))
 
     def _write_one(self, planned):
+        if planned.managed_fields is not None:
+            self._write_managed_fields(planned)
         planned.after = self._apply_request(planned.desired, dry_run=False)
         if planned.rid.kind == "CustomResourceDefinition":
             self.mapper.wait_for_crd(planned.rid.name)
@@ -390,7 +465,41 @@ class Applier:
             # It is deleted before it is created again, so its creation is what must be valid.
             return Planned(item.rid, item.api_version, CREATE, live, self._dry_run_create(item), item)
         after = self._apply_request(item, dry_run=True)
-        return Planned(item.rid, item.api_version, decide_action(live, after), live, after, item)
+        planned = Planned(item.rid, item.api_version, decide_action(live, after), live, after, item)
+        if live is not None:
+            self._plan_take_over(planned, after)
+        return planned
+
+    def _plan_take_over(self, planned, after):
+        """Plan the rewrite of the live managed fields (take_over_fields). When fields taken over are not among
+        the ones our dry-run apply owns, the real apply will remove them, so the object is an update."""
+        planned.managed_fields, taken = take_over_fields(planned.live, _now())
+        if planned.managed_fields is None:
+            return
+        ours_after = (_our_apply_entry((after.get("metadata") or {}).get("managedFields") or []) or {})
+        reset = subtract_fields(taken, ours_after.get("fieldsV1") or {})
+        managers = sorted({e.get("manager") for e in (planned.live.get("metadata") or {}).get("managedFields") or []
+                           if e.get("manager") != FIELD_MANAGER and _taken_over(e)})
+        if reset:
+            planned.action = UPDATE
+            planned.notes.append(f"resets fields set by {', '.join(managers)} that the chart does not set")
+
+    def _write_managed_fields(self, planned, attempts=3):
+        """Rewrite the managed fields from a fresh read, guarded by its resourceVersion: controllers update
+        objects (status) all the time, so a conflict is read again."""
+        path = planned.desired.rtype.path(planned.rid.namespace, planned.rid.name)
+        for attempt in range(attempts):
+            live = self.kube.get_or_none(path)
+            fields, _taken = take_over_fields(live, _now()) if live else (None, {})
+            if fields is None:
+                return
+            body = {"metadata": {"managedFields": fields, "resourceVersion": live["metadata"]["resourceVersion"]}}
+            try:
+                self.kube.request("PATCH", path, {"fieldManager": FIELD_MANAGER}, body, "application/merge-patch+json")
+                return
+            except KubeApiError as exc:
+                if exc.status != 409 or attempt == attempts - 1:
+                    raise
 
     def _dry_run_create(self, item):
         body = copy.deepcopy(item.obj)
@@ -418,6 +527,10 @@ class Applier:
             if outcome is None:
                 missing.add(name)
         return missing
+
+
+def _now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _unvalidated(item, prerequisite):

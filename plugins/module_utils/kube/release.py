@@ -397,7 +397,7 @@ class ApplyOptions:
     """How to apply; `timeout` (seconds) bounds each wait: a hook, a werf.io/weight group, the release before
     its post hooks. Progress lines of the waits go to `progress_file` too."""
 
-    force_conflicts: bool = False
+    force_conflicts: bool = True
     prune: bool = True
     concurrency: int = DEFAULT_CONCURRENCY
     lock_timeout: int = 300

@@ -262,7 +262,7 @@ def test_plan_writes_nothing_and_decides_each_action():
     assert [(p.rid.name, p.action) for p in planned] == [("same", "unchanged"), ("old", "update"), ("new", "create")]
     writes = [r for r in kube.requests if r[0] != "GET"]
     assert writes and all(r[2]["dryRun"] == "All" for r in writes)
-    assert all(r[2]["fieldManager"] == "berth-converge" and r[2]["force"] == "false" for r in writes)
+    assert all(r[2]["fieldManager"] == "berth-converge" and r[2]["force"] == "true" for r in writes)
 
 
 def test_plan_names_every_rejected_object():
@@ -326,3 +326,58 @@ def test_run_parallel_keeps_order_and_captures_errors():
     assert [item for item, _result in results] == list(range(6))
     assert [r for _item, r in results if not isinstance(r, Exception)] == [0, 10, 20, 40, 50]
     assert isinstance(results[3][1], ValueError)
+
+
+def _entry(manager, fields, operation="Update", subresource=None):
+    entry = {"manager": manager, "operation": operation, "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+             "fieldsV1": fields}
+    if subresource:
+        entry["subresource"] = subresource
+    return entry
+
+
+OURS = {"f:metadata": {"f:labels": {"f:app": {}}}, "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {
+    "f:containers": {'k:{"name":"web"}': {".": {}, "f:image": {}}}}}}}
+
+
+def test_field_sets_merge_and_subtract_as_trees():
+    assert apply.merge_fields({"f:a": {"f:b": {}}}, {"f:a": {"f:c": {}}, "f:d": {}}) == {
+        "f:a": {"f:b": {}, "f:c": {}}, "f:d": {}}
+    assert apply.subtract_fields({"f:a": {"f:b": {}, "f:c": {}}, "f:d": {}}, {"f:a": {"f:b": {}}}) == {
+        "f:a": {"f:c": {}}, "f:d": {}}
+    assert apply.subtract_fields({"f:a": {"f:b": {}}}, {"f:a": {}}) == {}  # a leaf of ours owns all below it
+    assert apply.subtract_fields({"f:a": {}}, {"f:a": {"f:b": {}}}) == {}
+
+
+def test_take_over_joins_kubectl_edit_and_helm_and_strips_ours_from_the_rest():
+    live = {"apiVersion": "apps/v1", "metadata": {"managedFields": [
+        _entry("berth-converge", OURS, "Apply"),
+        _entry("kubectl-edit", {"f:metadata": {"f:labels": {"f:edited": {}}}}),
+        _entry("helm", {"f:metadata": {"f:annotations": {"f:from-helm": {}}}}),
+        _entry("kubectl-patch", {"f:metadata": {"f:labels": {"f:patched": {}, "f:app": {}}}}),
+        _entry("kubectl", {"f:spec": {"f:replicas": {}}}, subresource="scale"),
+        _entry("kube-controller-manager", {"f:status": {"f:replicas": {}}}, subresource="status"),
+        _entry("kubectl-client-side-apply", {"f:spec": {"f:replicas": {}}}),
+    ]}}
+    fields, taken = apply.take_over_fields(live, "2026-01-01T00:00:00Z")
+    by_manager = {e["manager"]: e for e in fields}
+    assert set(by_manager) == {"berth-converge", "kubectl-patch", "kubectl", "kube-controller-manager"}
+    assert taken == {"f:metadata": {"f:labels": {"f:edited": {}}, "f:annotations": {"f:from-helm": {}}}}
+    assert by_manager["berth-converge"]["fieldsV1"]["f:metadata"]["f:labels"] == {"f:app": {}, "f:edited": {}}
+    assert by_manager["berth-converge"]["operation"] == "Apply"
+    assert by_manager["kubectl-patch"]["fieldsV1"] == {"f:metadata": {"f:labels": {"f:patched": {}}}}
+    assert by_manager["kubectl"]["fieldsV1"] == {"f:spec": {"f:replicas": {}}}  # subresources stay as they are
+
+
+def test_nothing_to_take_over_leaves_the_managed_fields_alone():
+    live = {"apiVersion": "apps/v1", "metadata": {"managedFields": [
+        _entry("berth-converge", OURS, "Apply"), _entry("hpa", {"f:spec": {"f:minReadySeconds": {}}})]}}
+    assert apply.take_over_fields(live, "2026-01-01T00:00:00Z") == (None, {})
+
+
+def test_an_object_helm_created_becomes_ours():
+    live = {"apiVersion": "apps/v1", "metadata": {"managedFields": [_entry("helm", OURS)]}}
+    fields, taken = apply.take_over_fields(live, "2026-01-01T00:00:00Z")
+    assert taken == OURS
+    assert fields == [{"manager": "berth-converge", "operation": "Apply", "fieldsType": "FieldsV1",
+                       "apiVersion": "apps/v1", "time": "2026-01-01T00:00:00Z", "fieldsV1": OURS}]
