@@ -255,6 +255,20 @@ def test_failing_hook_stops_the_converge_with_the_jobs_reason(project, helm_bin,
     assert [r.status for r in history(kube_api, RELEASE, namespace)] == ["deployed", "failed"]
 
 
+def test_objects_the_chart_dropped_are_gone_before_a_failing_pre_upgrade_hook(project, helm_bin, namespace,
+                                                                            kube_api):
+    legacy = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy"}, "data": {"a": "1"}}
+    result, output = apply_module(render(project, helm_bin, namespace) + [legacy], namespace)
+    assert not result["failed"], output
+    result, output = apply_module(render(project, helm_bin, namespace, version="v2", failMigration=True), namespace)
+    assert result["failed"], output
+    assert result["msg"].endswith("none of its resources was applied; the 1 resources it no longer has were "
+                                  "deleted before its hooks, as werf does."), result["msg"]
+    names = {c.metadata.name for c in client.CoreV1Api(kube_api).list_namespaced_config_map(namespace).items}
+    assert "legacy" not in names  # werf's order: deletions first, then the pre-upgrade hooks
+    assert web_image(kube_api, namespace).endswith(":v1")
+
+
 def test_check_mode_dry_runs_the_hooks_and_runs_none(project, helm_bin, namespace, kube_api, installed):
     result, output = apply_module(render(project, helm_bin, namespace, version="v2"), namespace, check_mode=True)
     assert not result["failed"] and result["changed"], output

@@ -597,8 +597,8 @@ def _write(kube, applier, request, plan, revisions):
     runner = helm_hooks.HookRunner(applier, applier.waiter)
     planned = plan.planned
     try:
+        applier.delete(plan.deletes)  # first, as werf does: before the pre hooks and the apply
         planned = applier.apply(planned, before_main=lambda: runner.run(plan.hooks.pre))
-        applier.delete(plan.deletes)
         if plan.hooks.post and plan.desired:
             applier.waiter.wait([d.obj for d in plan.desired])
         runner.run(plan.hooks.post)
@@ -608,20 +608,22 @@ def _write(kube, applier, request, plan, revisions):
                    "revision": revision.version}
         details.pop("resources", None)  # those of a wait; the failure is in failed_resource or failed_hook
         raise ConvergeError(f"{exc}\nRevision {revision.version} of release {release} is marked failed; "
-                            f"{_applied_note(exc, planned)}", **details)
+                            f"{_applied_note(exc, planned, plan.deletes)}", **details)
     set_revision_status(kube, release, namespace, revision.version, DEPLOYED)
     _supersede_older(kube, release, namespace, revision.version)
     return planned, runner.entries, applier.waiter.progress
 
 
-def _applied_note(exc, planned):
-    """What a failure left applied."""
+def _applied_note(exc, planned, deletes=()):
+    """What a failure left applied (and deleted: objects the chart no longer has go first)."""
     failed_hook = exc.details.get("failed_hook") or {}
     if not str(failed_hook.get("event", "")).startswith("pre-"):
         return "what was applied before the failure stays applied."
     crds = any(p.changed and p.rid.kind == "CustomResourceDefinition" for p in planned)
+    deleted = (f"; the {len(deletes)} resources it no longer has were deleted before its hooks, as werf does"
+               if deletes else "")
     return ("none of its resources was applied" + (" but its CustomResourceDefinitions, which go before the "
-                                                   "hooks" if crds else "") + ".")
+                                                   "hooks" if crds else "") + deleted + ".")
 
 
 def ensure_namespace(kube, namespace, create):
