@@ -75,6 +75,12 @@ options:
       - Build and push even when the reference is already in the registry.
     type: bool
     default: false
+  require_built:
+    description:
+      - Build nothing: fail, listing every image missing from the registry, when one is (werf's
+        C(--require-built-images)). For pipelines that build in one job and deploy in another.
+    type: bool
+    default: false
   concurrency:
     description:
       - How many independent images to build at once.
@@ -138,6 +144,11 @@ built:
   returned: success
   type: list
   elements: str
+missing:
+  description: With O(require_built), the images missing from the registry (C(name), C(ref)) when it fails.
+  returned: failure
+  type: list
+  elements: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -195,11 +206,13 @@ def main():
             image=dict(type="dict"),
             images=dict(type="list", elements="dict", default=[]),
             force=dict(type="bool", default=False),
+            require_built=dict(type="bool", default=False),
             concurrency=dict(type="int", default=5),
             **with_env_fallbacks(REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS),
             **with_env_fallbacks(DOCKER_ARGS, DOCKER_ENV_FALLBACKS),
         ),
         required_one_of=[("image", "images")],
+        mutually_exclusive=[("force", "require_built")],
         supports_check_mode=True,
     )
     check_libraries(module, "yaml", "git", "docker", "requests")
@@ -216,6 +229,10 @@ def main():
         for image in images:
             image["manifest_digest"] = present.get(image["ref"])
         to_build = [i["name"] for i in images if i["name"] in wanted and (p["force"] or not i["manifest_digest"])]
+        if p["require_built"] and to_build:
+            missing = [{"name": i["name"], "ref": i["ref"]} for i in images if i["name"] in to_build]
+            module.fail_json(msg="require_built: not in the registry, and not built: "
+                                 + ", ".join(f"{i['name']} ({i['ref']})" for i in missing), missing=missing)
         if module.check_mode:
             results = [{"name": i["name"], "ref": i["ref"], "changed": i["name"] in to_build, "image_id": None,
                         "manifest_digest": i["manifest_digest"], "log": []} for i in images if i["name"] in wanted]
