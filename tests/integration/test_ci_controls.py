@@ -42,3 +42,41 @@ def test_require_built_images_fails_before_any_write_listing_the_missing(shop, k
     assert "backend (" not in output.split("require_built:", 1)[1].splitlines()[0]
     assert revisions(kube_api, shop) == [(1, "deployed")]
     assert len(tags(registry, shop, "frontend")) == 1
+
+
+def test_the_deploy_report_is_written_on_success_on_failure_and_in_check_mode(shop, kube_api, tmp_path):
+    report_file = tmp_path / "deploy-report.json"
+    rc, output, _items = shop.converge("--check", converge_deploy_report=str(report_file))
+    assert rc == 0, output
+    report = json.loads(report_file.read_text())
+    assert (report["status"], report["check_mode"], report["revision"]) == ("succeeded", True, 1)
+    assert {i["name"] for i in report["images"]} == IMAGES and all(i["built"] for i in report["images"])  # would be
+
+    rc, output, _items = shop.converge(converge_deploy_report=str(report_file))
+    assert rc == 0, output
+    report = json.loads(report_file.read_text())
+    assert (report["status"], report["check_mode"], report["revision"]) == ("succeeded", False, 1)
+    assert (report["release"], report["namespace"]) == (shop.release, shop.namespace)
+    assert all(i["built"] for i in report["images"]) and {i["name"] for i in report["images"]} == IMAGES
+    actions = {f"{r['kind']}/{r['name']}": r["action"] for r in report["resources"]}
+    assert actions["Deployment/backend"] == "create" and actions["Secret/shop-db"] == "create"
+    assert report["hooks"] == []  # the shop has no Helm hooks; the unit tests cover them
+    assert "s3cr3t-Demo-Passw0rd" not in report_file.read_text()
+
+    crash = {"backendPodLabels": {"berth.test/fail": "CrashLoopBackOff"}}
+    rc, output, _items = shop.converge(converge_set=crash, converge_auto_rollback=True,
+                                       converge_deploy_report=str(report_file))
+    assert rc != 0
+    report = json.loads(report_file.read_text())
+    assert (report["status"], report["revision"], report["rolled_back_to"]) == ("failed", 2, 1)
+    assert "CrashLoopBackOff" in report["error"]
+    assert {f"{r['kind']}/{r['name']}": r["action"] for r in report["resources"]}["Deployment/backend"] == "update"
+
+    (shop.dir / ".helm" / "templates" / "broken.yaml").write_text("kind: ConfigMap\nname: {{ .Values.nope.x }}\n")
+    commit(shop.dir, message="broken template")
+    rc, output, _items = shop.converge(converge_deploy_report=str(report_file))
+    assert rc != 0
+    report = json.loads(report_file.read_text())
+    assert report["status"] == "failed" and "templates/broken.yaml:2" in report["error"]
+    assert report["resources"] == [] and report["revision"] is None
+    assert output.count("templates/broken.yaml:2") >= 1
