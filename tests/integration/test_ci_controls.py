@@ -7,12 +7,16 @@ the deploy report, saved plans, one build for many targets."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 
-import pytest
 import requests
+import yaml
+from kubernetes import client
 
 from gitrepo import commit
-from test_role_converge import IMAGES, _namespace_exists, revisions, shop  # noqa: F401  (shop is a fixture)
+from test_role_converge import BIN, IMAGES, _namespace_exists, revisions, shop  # noqa: F401  (shop is a fixture)
 
 
 def tags(registry, shop, image):
@@ -80,3 +84,55 @@ def test_the_deploy_report_is_written_on_success_on_failure_and_in_check_mode(sh
     assert report["status"] == "failed" and "templates/broken.yaml:2" in report["error"]
     assert report["resources"] == [] and report["revision"] is None
     assert output.count("templates/broken.yaml:2") >= 1
+
+
+def test_converge_many_builds_once_and_converges_each_target_in_parallel(shop, kube_api, localenv, registry,
+                                                                           tmp_path):
+
+    kubeconfig = tmp_path / "kubeconfig"  # a second context to the same cluster stands in for a second cluster
+    config = yaml.safe_load(open(localenv.kubeconfig))
+    current = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    config["contexts"].append({"name": "target-b", "context": dict(current["context"])})
+    kubeconfig.write_text(yaml.safe_dump(config))
+    envs = {name: f"{shop.env}{name[-1]}" for name in ("target-a", "target-b", "target-c")}
+    hosts = {
+        "target-a": {"converge_env": envs["target-a"]},
+        "target-b": {"converge_env": envs["target-b"], "converge_kube_context": "target-b",
+                     "converge_set": {"greeting": "from b"}},
+        "target-c": {"converge_env": envs["target-c"], "converge_timeout": 20,
+                     "converge_set": {"backendPodLabels": {"berth.test/fail": "CrashLoopBackOff"}}},
+    }
+    for host in hosts.values():
+        host["converge_kubeconfig"] = str(kubeconfig)
+    inventory = tmp_path / "targets.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    extra = {key: value for key, value in shop.extra_vars().items() if key not in ("converge_env", "converge_timeout")}
+    namespaces = [f"shop-{env}" for env in envs.values()]
+    try:
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-i", str(inventory), "berth.converge.converge_many",
+                               "-e", json.dumps(extra), "--vault-password-file", str(shop.dir / "vault-password.txt")],
+                              capture_output=True, text=True, check=False, env={**os.environ, "ANSIBLE_NOCOLOR": "1"})
+        output = proc.stdout + proc.stderr
+        assert proc.returncode != 0, output  # target-c fails ...
+        recap = dict(re.findall(r"^(target-[abc])\s+:\s+(.*)$", proc.stdout, re.MULTILINE))
+        assert "failed=0" in recap["target-a"] and "failed=0" in recap["target-b"], recap  # ... the others converge
+        assert "failed=1" in recap["target-c"], recap
+        built = re.findall(r"^changed: \[target-a\] => \(item=", output.split("TASK [Build and push", 1)[1]
+                           .split("TASK [", 1)[0], re.MULTILINE)
+        assert len(built) == 1, output  # one environment built the images; the other two found them
+        for image in IMAGES:
+            assert len(tags(registry, shop, image)) == 1
+        core = client.CoreV1Api(kube_api)
+        for env in (envs["target-a"], envs["target-b"]):
+            config_map = core.read_namespaced_config_map("shop-config", f"shop-{env}")
+            assert config_map.data["environment"] == env
+        assert core.read_namespaced_config_map("shop-config", f"shop-{envs['target-b']}").data["greeting"] == "from b"
+        converge_play = output.split("PLAY [Converge each target]", 1)[1]
+        image_lines = re.findall(r"^(changed|ok): \[(target-[abc])\] => \(item=(base|backend|frontend)\)",
+                                 converge_play, re.MULTILINE)
+        assert len(image_lines) == 9 and {state for state, _host, _image in image_lines} == {"ok"}, image_lines
+    finally:
+        core = client.CoreV1Api(kube_api)
+        for name in namespaces:
+            if _namespace_exists(kube_api, name):
+                core.delete_namespace(name)
