@@ -1,0 +1,156 @@
+"""Benchmark: the converge role against the playbook an Ansible user writes today (bench/peer/converge.yml:
+community.docker builds and pushes per image, kubernetes.core.helm with wait: true), on examples/shop.
+
+In one run, on the local environment, each round converges a fresh copy of the example with both, alternating
+(role, then peer): the first converge (new registry repository and namespace each), a no-op converge (same
+commit), and a one-image change (a commit that changes the frontend's site). The figures are the ratios of
+medians role / peer per step (goal <= 0.5 for the no-op and the one-image change), and what each did: images
+built and pushed (from the registry's tag lists), release revisions (from Helm's history and ours).
+The peer runs from its own virtualenv with the `ansible` package (ansible-core 2.19, like the role's), made once
+under the cache directory.
+
+    eval "$(hack/localenv env)"; python bench/bench_peer.py [--rounds 2] [--write-docs]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+import conftest  # noqa: E402,F401  pylint: disable=unused-import # makes the collection importable
+from bench_converge import make_project, role_command, run  # noqa: E402
+from benchdocs import write_section  # noqa: E402
+
+from ansible_collections.berth.converge.plugins.module_utils.render import (  # noqa: E402
+    HELPERS_TEMPLATE_NAME, WERF_HELPERS_TEMPLATE)
+
+PEER_ANSIBLE = "ansible==12.3.0"
+PEER_REQUIREMENTS = [PEER_ANSIBLE, "docker", "requests", "kubernetes", "PyYAML"]
+CACHE = Path(os.environ.get("BERTH_CACHE_DIR", Path.home() / ".cache" / "berth-converge"))
+STEPS = ("first converge", "no-op converge", "one-image change")
+
+
+def peer_venv():
+    """A virtualenv with the ansible package (community.docker, kubernetes.core), made once."""
+    venv = CACHE / "peer-venv"
+    marker = venv / ".installed"
+    if marker.is_file() and marker.read_text() == " ".join(PEER_REQUIREMENTS):
+        return venv
+    shutil.rmtree(venv, ignore_errors=True)
+    run([sys.executable, "-m", "venv", str(venv)])
+    run([str(venv / "bin" / "pip"), "install", "-q", *PEER_REQUIREMENTS])
+    marker.write_text(" ".join(PEER_REQUIREMENTS))
+    return venv
+
+
+def timed(command, env=None):
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{command[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def tag_count(registry, repo):
+    path = repo.split("/", 1)[1]
+    total = 0
+    for image in ("base", "backend", "frontend"):
+        response = requests.get(f"http://{registry}/v2/{path}/{image}/tags/list", timeout=10)
+        total += len(response.json().get("tags") or []) if response.ok else 0
+    return total
+
+
+class Peer:
+    def __init__(self, venv, project, chart, registry, tmp):
+        self.env_name = "p" + uuid.uuid4().hex[:6]
+        self.release = f"shop-{self.env_name}"
+        self.repo = f"{registry}/bench-{self.env_name}/shop"
+        self.password = run([str(Path(sys.executable).parent / "ansible-vault"), "view", "--vault-password-file",
+                             str(project / "vault-password.txt"),
+                             str(project / "secret-values.vault.yaml")]).stdout
+        extra = {"project": str(project), "chart": str(chart), "repo": self.repo, "release": self.release,
+                 "env": self.env_name, "db_password": yaml.safe_load(self.password)["secrets"]["dbPassword"]}
+        self.extra_file = Path(tmp) / f"peer-{self.env_name}.json"
+        self.extra_file.write_text(json.dumps(extra))
+        self.command = [str(venv / "bin" / "ansible-playbook"), str(ROOT / "bench" / "peer" / "converge.yml"),
+                        "-e", f"@{self.extra_file}"]
+        self.env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": "", "ANSIBLE_PYTHON_INTERPRETER": str(venv / "bin" / "python")}
+
+    def revisions(self):
+        out = run(["helm", "history", self.release, "-n", self.release, "-o", "json"]).stdout
+        return len(json.loads(out))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    registry = os.environ["BERTH_REGISTRY"]
+    venv = peer_venv()
+    samples = {(who, step): [] for who in ("role", "peer") for step in STEPS}
+    facts = []
+    with tempfile.TemporaryDirectory(prefix="berth-bench-peer-") as tmp:
+        for round_index in range(args.rounds):
+            project = make_project(Path(tmp) / f"round{round_index}")
+            chart = Path(tmp) / f"chart{round_index}"  # the chart plus werf's werf_image helper, as werf adds it
+            shutil.copytree(project / ".helm", chart)
+            (chart / "templates" / HELPERS_TEMPLATE_NAME).write_text(WERF_HELPERS_TEMPLATE)
+            role_env_name = "r" + uuid.uuid4().hex[:6]
+            role_repo = f"{registry}/bench-{role_env_name}/shop"
+            role = role_command(project, role_repo, role_env_name)
+            peer = Peer(venv, project, chart, registry, tmp)
+            for step in STEPS:
+                if step == "one-image change":
+                    (project / "frontend" / "site" / "index.html").write_text(f"<h1>round {round_index}</h1>\n")
+                    run(["git", "-C", str(project), "-c", "user.name=b", "-c", "user.email=b@example.com",
+                         "commit", "-qam", "frontend change"])
+                samples[("role", step)].append(timed(role))
+                samples[("peer", step)].append(timed(peer.command, env=peer.env))
+            facts.append({"role_tags": tag_count(registry, role_repo), "peer_tags": tag_count(registry, peer.repo),
+                          "peer_revisions": peer.revisions()})
+            run(["helm", "uninstall", peer.release, "-n", peer.release, "--wait=false"])
+            for namespace in (peer.release, f"shop-{role_env_name}"):
+                run(["kubectl", "delete", "namespace", namespace, "--wait=false"])
+
+    lines = []
+    for step in STEPS:
+        ours, theirs = statistics.median(samples[("role", step)]), statistics.median(samples[("peer", step)])
+        lines.append(f"| {step} | {ours:.2f} s | {theirs:.2f} s | {ours / theirs:.2f} |")
+        print(f"{step:18} role median {ours:6.2f} s {[round(s, 2) for s in samples[('role', step)]]}  "
+              f"peer median {theirs:6.2f} s {[round(s, 2) for s in samples[('peer', step)]]}  ratio {ours / theirs:.2f}")
+    print("after the three steps, per round:", facts)
+    if args.write_docs:
+        write_section("## Converge: the role against the usual Ansible playbook", f"""\
+## Converge: the role against the usual Ansible playbook
+
+`bench/bench_peer.py --rounds {args.rounds}`: examples/shop converged by the role and by
+`bench/peer/converge.yml` (community.docker build+push per image tagged with the commit, kubernetes.core.helm
+with `wait: true`, from the `{PEER_ANSIBLE}` package), alternating, in one run on the local environment
+(2 cores). Medians of {args.rounds} rounds; goal role/peer <= 0.5 on the no-op and the one-image change.
+
+| step | role | peer | role / peer |
+|---|---|---|---|
+{chr(10).join(lines)}
+
+What each left after the three steps (first, no-op, one-image change), per round: images in the registry
+(tags) role {[f['role_tags'] for f in facts]}, peer {[f['peer_tags'] for f in facts]}; Helm revisions of the
+peer's release {[f['peer_revisions'] for f in facts]} (the role records 2: a no-op records none).
+""")
+
+
+if __name__ == "__main__":
+    main()
