@@ -34,6 +34,13 @@ IMAGE_KEYS = {"image", "dockerfile", "context", "contextAddFiles", "target", "ar
 IMAGE_KEYS_NOT_YET = {"addHost", "network", "ssh", "secrets", "staged", "imageSpec", "labels"}
 STAPEL_KEYS = {"from", "fromImage", "fromArtifact", "fromLatest", "fromCacheVersion", "git", "shell", "ansible",
                "mount", "import", "docker", "artifact", "disableGitAfterPatch"}
+CLEANUP_KEYS = {"disable", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy",
+                "disableBuiltWithinLastNHoursPolicy", "keepImagesBuiltWithinLastNHours", "keepPolicies"}
+KEEP_POLICY_KEYS = {"references", "imagesPerReference"}
+REFERENCES_KEYS = {"tag", "branch", "limit"}
+LIMIT_KEYS = {"last", "in", "operator"}
+OPERATORS = ("And", "Or")
+DEFAULT_KEEP_BUILT_WITHIN_HOURS = 2
 DEPENDENCY_KEYS = {"image", "imports"}
 IMPORT_KEYS = {"type", "targetBuildArg"}
 
@@ -80,6 +87,38 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class Limit:
+    """werf's ``limit`` / ``imagesPerReference``: the last N, those within a period, And/Or."""
+
+    last: int | None = None          # None: not set; negative: unlimited
+    within: float | None = None      # seconds (werf's ``in``)
+    operator: str = "And"
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    """One of werf's ``cleanup.keepPolicies``: which Git tags or branches, and how many images of each."""
+
+    kind: str                        # "tag" or "branch"
+    pattern: str                     # as written: a name, or /REGEXP/
+    regex: re.Pattern = field(compare=False)
+    limit: Limit | None = None
+    images_per_reference: Limit = Limit()
+
+
+@dataclass(frozen=True)
+class CleanupConfig:
+    """werf.yaml's ``cleanup`` section; no ``keepPolicies`` means werf's default policies."""
+
+    disable: bool = False
+    disable_kubernetes_based_policy: bool = False
+    disable_git_history_based_policy: bool = False
+    disable_built_within_last_n_hours_policy: bool = False
+    keep_images_built_within_last_n_hours: int = DEFAULT_KEEP_BUILT_WITHIN_HOURS
+    keep_policies: tuple = ()
+
+
+@dataclass(frozen=True)
 class WerfConfig:
     path: str
     project: str
@@ -87,6 +126,7 @@ class WerfConfig:
     platform: tuple[str, ...]
     deploy: DeployConfig
     images: tuple[ImageConfig, ...]
+    cleanup: CleanupConfig = field(default_factory=CleanupConfig)
 
     def image(self, name):
         for image in self.images:
@@ -164,6 +204,7 @@ def load_config(text, path="werf.yaml"):
                             f"and 'configVersion' (found {len(meta_docs)})")
     meta = meta_docs[0]
     project, cache_version, platform, deploy = _meta(meta)
+    cleanup = _cleanup(meta)
     images = []
     for doc in docs:
         if doc is not meta:
@@ -171,13 +212,13 @@ def load_config(text, path="werf.yaml"):
     _check_unique(images, path)
     _check_dependencies(images, path)
     return WerfConfig(path=path, project=project, cache_version=cache_version, platform=platform,
-                      deploy=deploy, images=tuple(images))
+                      deploy=deploy, images=tuple(images), cleanup=cleanup)
 
 
-def _unknown_keys(doc, data, allowed, what):
+def _unknown_keys(doc, data, allowed, what, at=None):
     for key in data:
         if key not in allowed:
-            doc.fail(key, f"{what}: unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
+            doc.fail(at or key, f"{what}: unknown key '{key}' (allowed: {', '.join(sorted(allowed))})")
 
 
 def _meta(doc):
@@ -204,6 +245,92 @@ def _meta(doc):
     )
     return (project, _scalar_string(doc, build, "cacheVersion", "build.cacheVersion"),
             _platforms(doc, build, "build.platform"), deploy_config)
+
+
+def _cleanup(doc):
+    data = _mapping(doc, "cleanup")
+    _unknown_keys(doc, data, CLEANUP_KEYS, "cleanup", at="cleanup")
+    flags = {name: _bool(doc, data, name, f"cleanup.{name}", False)
+             for name in ("disable", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy",
+                          "disableBuiltWithinLastNHoursPolicy")}
+    hours = data.get("keepImagesBuiltWithinLastNHours", DEFAULT_KEEP_BUILT_WITHIN_HOURS)
+    if isinstance(hours, bool) or not isinstance(hours, int) or hours < 0:
+        doc.fail("cleanup", f"cleanup.keepImagesBuiltWithinLastNHours must be a whole number of hours (0 or more), "
+                            f"got {hours!r}")
+    policies = data.get("keepPolicies") or []
+    if not isinstance(policies, list):
+        doc.fail("cleanup", "cleanup.keepPolicies must be a list of policies")
+    return CleanupConfig(
+        disable=flags["disable"], disable_kubernetes_based_policy=flags["disableKubernetesBasedPolicy"],
+        disable_git_history_based_policy=flags["disableGitHistoryBasedPolicy"],
+        disable_built_within_last_n_hours_policy=flags["disableBuiltWithinLastNHoursPolicy"],
+        keep_images_built_within_last_n_hours=hours,
+        keep_policies=tuple(_keep_policy(doc, policy, f"cleanup.keepPolicies[{index}]")
+                            for index, policy in enumerate(policies)))
+
+
+def _keep_policy(doc, policy, where):
+    if not isinstance(policy, dict):
+        doc.fail("cleanup", f"{where} must be a mapping with 'references' (and 'imagesPerReference')")
+    _unknown_keys(doc, policy, KEEP_POLICY_KEYS, where, at="cleanup")
+    references = policy.get("references")
+    if not isinstance(references, dict):
+        doc.fail("cleanup", f"{where}.references is required: a mapping with 'tag' or 'branch'")
+    _unknown_keys(doc, references, REFERENCES_KEYS, f"{where}.references", at="cleanup")
+    kinds = [kind for kind in ("tag", "branch") if references.get(kind) not in (None, "")]
+    if len(kinds) != 1:
+        doc.fail("cleanup", f"{where}.references needs exactly one of 'tag' or 'branch' (a name or /REGEXP/)")
+    kind = kinds[0]
+    pattern = references[kind]
+    if not isinstance(pattern, str):
+        doc.fail("cleanup", f"{where}.references.{kind} must be a string: a name or /REGEXP/")
+    limit = references.get("limit")
+    return KeepPolicy(
+        kind=kind, pattern=pattern, regex=_reference_regex(doc, pattern, f"{where}.references.{kind}"),
+        limit=None if limit is None else _limit(doc, limit, f"{where}.references.limit"),
+        images_per_reference=_limit(doc, policy.get("imagesPerReference") or {}, f"{where}.imagesPerReference"))
+
+
+def _reference_regex(doc, pattern, where):
+    """werf's rule: /REGEXP/ is a regular expression, anything else the literal name; both match whole names."""
+    body = pattern[1:-1] if len(pattern) > 1 and pattern.startswith("/") and pattern.endswith("/") else re.escape(pattern)
+    try:
+        return re.compile(f"^(?:{body})$")
+    except re.error as exc:
+        doc.fail("cleanup", f"{where}: invalid regular expression {pattern!r}: {exc}")
+
+
+def _limit(doc, data, where):
+    if not isinstance(data, dict):
+        doc.fail("cleanup", f"{where} must be a mapping with 'last', 'in' and 'operator'")
+    _unknown_keys(doc, data, LIMIT_KEYS, where, at="cleanup")
+    last = data.get("last")
+    if last is not None and (isinstance(last, bool) or not isinstance(last, int)):
+        doc.fail("cleanup", f"{where}.last must be a whole number (-1 for no limit), got {last!r}")
+    within = data.get("in")
+    if within is not None:
+        try:
+            within = parse_duration(within)
+        except ValueError as exc:
+            doc.fail("cleanup", f"{where}.in: {exc}")
+    operator = data.get("operator") or "And"
+    if operator not in OPERATORS:
+        doc.fail("cleanup", f"{where}.operator must be And or Or, got {operator!r}")
+    return Limit(last=last, within=within, operator=operator)
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+
+
+def parse_duration(value):
+    """Seconds of a Go duration string (``168h``, ``1h30m``, ``90s``), as werf's ``in`` fields are read."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    if text == "0":
+        return 0.0
+    if not text or _DURATION_PART.sub("", text) != "":
+        raise ValueError(f"{value!r} is not a duration such as 168h, 1h30m or 45m")
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
 def _images(doc):

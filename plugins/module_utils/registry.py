@@ -23,7 +23,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 
@@ -47,6 +47,10 @@ MANIFEST_MEDIA_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",
+                     "application/vnd.docker.distribution.manifest.list.v2+json")
+# Tags per page of a tag listing (distribution serves at most 1000 unless configured otherwise).
+TAGS_PAGE_SIZE = 1000
 
 # Grammar of github.com/distribution/reference.
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
@@ -112,6 +116,14 @@ def parse_reference(ref):
     if not tag and not digest:
         tag = "latest"
     return Reference(registry, repository, tag or None, digest or None)
+
+
+def parse_repository(name):
+    """A Reference without tag or digest for a repository name such as ``registry.example.com/shop/backend``."""
+    reference = parse_reference(name)
+    if reference.digest or ":" in name.rpartition("/")[2]:
+        raise ConvergeError(f"invalid repository {name!r}: a repository has no tag or digest", image=name)
+    return Reference(reference.registry, reference.repository)
 
 
 def _split_registry(name):
@@ -344,6 +356,46 @@ class _Transport:
         return {"verify": self.verify, "timeout": self.timeout, "proxies": self._proxies[origin]}
 
 
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as the registry serves it: its digest, media type and decoded JSON body."""
+
+    digest: str
+    media_type: str
+    body: dict = field(repr=False)
+
+    @property
+    def is_index(self):
+        return self.media_type in INDEX_MEDIA_TYPES or "manifests" in self.body
+
+    @property
+    def config_digest(self):
+        return (self.body.get("config") or {}).get("digest")
+
+    @property
+    def children(self):
+        """Digests of the manifests an index lists."""
+        return [item["digest"] for item in self.body.get("manifests") or [] if item.get("digest")]
+
+
+def _next_page(response, base_url):
+    """The URL of the next page from an RFC 5988 ``Link: <url>; rel="next"`` header, or None."""
+    match = re.search(r'<([^>]+)>\s*;\s*rel="?next"?', response.headers.get("Link", ""))
+    return urljoin(base_url + "/", match.group(1)) if match else None
+
+
+def _error_codes(response):
+    try:
+        codes = [error.get("code") for error in response.json().get("errors") or []]
+    except (ValueError, AttributeError):
+        codes = []
+    return f", {', '.join(code for code in codes if code)}" if any(codes) else ""
+
+
+def _unsupported(response):
+    return "UNSUPPORTED" in _error_codes(response)
+
+
 class _Registry:
     """One registry: base URL (scheme chosen once), HTTP session and authentication."""
 
@@ -354,6 +406,7 @@ class _Registry:
         self.challenge = challenge
         self.credentials = credentials
         self.transport = transport
+        self.sent = 0
         self._tokens = _TokenCache()
 
     def manifest_digest(self, reference, ref):
@@ -365,16 +418,77 @@ class _Registry:
         digest = response.headers.get("Docker-Content-Digest")
         return digest or self._digest_of_body(url, headers, ref)
 
-    def _authorized(self, method, url, reference, ref):
-        headers = {"Accept": MANIFEST_ACCEPT, **self._auth_header(self.challenge, reference, ref)}
+    def _authorized(self, method, url, reference, ref, actions="pull"):
+        headers = {"Accept": MANIFEST_ACCEPT, **self._auth_header(self.challenge, reference, ref, actions)}
         response = self._send(method, url, ref, headers=headers)
         challenge = _Challenge.parse(response.headers.get("WWW-Authenticate"))
         if response.status_code == 401 and challenge:
             # The repository may ask for something the /v2/ probe did not (another scheme or realm).
-            retry = {"Accept": MANIFEST_ACCEPT, **self._auth_header(challenge, reference, ref)}
+            retry = {"Accept": MANIFEST_ACCEPT, **self._auth_header(challenge, reference, ref, actions)}
             if retry != headers:
                 headers, response = retry, self._send(method, url, ref, headers=retry)
         return response, headers
+
+    def tags(self, reference, ref, page_size):
+        """Every tag of the repository, following the ``Link`` header over all pages; [] when it is unknown."""
+        url = f"{self.base_url}/v2/{reference.repository}/tags/list?n={page_size}"
+        tags = []
+        while url:
+            response, _headers = self._authorized("GET", url, reference, ref)
+            if response.status_code == 404:  # NAME_UNKNOWN: nothing was ever pushed there
+                return tags
+            self._check_status(response, ref, what="tag listing")
+            try:
+                tags.extend(response.json().get("tags") or [])
+            except (ValueError, AttributeError) as exc:
+                raise ConvergeError(f"repository {ref}: registry {self.host} sent an unreadable tag list: {exc}",
+                                    image=ref, registry=self.host) from None
+            url = _next_page(response, self.base_url)
+        return tags
+
+    def manifest(self, reference, ref):
+        """The Manifest ``reference`` names (by tag or digest), or None when the registry does not have it."""
+        url = f"{self.base_url}/v2/{reference.repository}/manifests/{reference.target}"
+        response, _headers = self._authorized("GET", url, reference, ref)
+        if response.status_code == 404:
+            return None
+        self._check_status(response, ref)
+        content = response.content
+        digest = response.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(content).hexdigest()
+        try:
+            body = json.loads(content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ConvergeError(f"image {ref}: registry {self.host} sent a manifest that is not a JSON object",
+                                image=ref, registry=self.host)
+        media_type = body.get("mediaType") or response.headers.get("Content-Type", "").split(";")[0]
+        return Manifest(digest=digest, media_type=media_type, body=body)
+
+    def blob_json(self, reference, digest, ref):
+        """A JSON blob (an image config) of the repository, decoded."""
+        url = f"{self.base_url}/v2/{reference.repository}/blobs/{digest}"
+        response, _headers = self._authorized("GET", url, reference, ref)
+        self._check_status(response, ref, what=f"blob request for {digest}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ConvergeError(f"image {ref}: blob {digest} is not JSON: {exc}", image=ref,
+                                registry=self.host) from None
+
+    def delete_manifest(self, reference, digest, ref):
+        """DELETE the manifest ``digest`` (and so every tag on it); False when it was already gone."""
+        url = f"{self.base_url}/v2/{reference.repository}/manifests/{digest}"
+        response, _headers = self._authorized("DELETE", url, reference, ref, actions="delete")
+        if response.status_code == 404:
+            return False
+        if response.status_code in (405, 400) or (response.status_code == 403 and _unsupported(response)):
+            raise ConvergeError(
+                f"repository {ref}: registry {self.host} refuses to delete manifests (HTTP {response.status_code}"
+                f"{_error_codes(response)}); enable deletes (distribution: storage.delete.enabled: true)",
+                image=ref, registry=self.host, status=response.status_code)
+        self._check_status(response, ref, what=f"manifest DELETE of {digest}")
+        return True
 
     def _digest_of_body(self, url, headers, ref):
         # Some registries omit Docker-Content-Digest on HEAD; the digest is that of the manifest bytes.
@@ -382,14 +496,14 @@ class _Registry:
         self._check_status(response, ref)
         return "sha256:" + hashlib.sha256(response.content).hexdigest()
 
-    def _auth_header(self, challenge, reference, ref):
+    def _auth_header(self, challenge, reference, ref, actions="pull"):
         if challenge is None:
             return {}
         if challenge.scheme == "basic" and self.credentials and self.credentials.password:
             pair = f"{self.credentials.username}:{self.credentials.password}".encode("utf-8")
             return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
         if challenge.scheme == "bearer" and challenge.get("realm"):
-            scope = f"repository:{reference.repository}:pull"
+            scope = f"repository:{reference.repository}:{actions}"
             key = (challenge.get("realm"), challenge.get("service"), scope)
             token = self._tokens.get(key, lambda: self._fetch_token(challenge, scope, ref))
             return {"Authorization": f"Bearer {token}"}
@@ -422,6 +536,7 @@ class _Registry:
         return token, lifetime
 
     def _send(self, method, url, ref, **kwargs):
+        self.sent += 1  # an int += under the GIL: a count for benchmarks, not a lock-protected invariant
         try:
             return self.session.request(method, url, **self.transport.options(url), **kwargs)
         except requests.RequestException as exc:
@@ -462,6 +577,7 @@ class RegistryClient:
         self._insecure = frozenset(host.lower() for host in insecure_registries)
         self.concurrency = concurrency
         self._registries = {}
+        self._probes = 0
         self._locks = {}
         self._lock = threading.Lock()
 
@@ -492,6 +608,44 @@ class RegistryClient:
         digests = self._digests(parsed)
         present = {ref: digest for ref, digest in digests.items() if digest}
         return present, [ref for ref, digest in digests.items() if not digest]
+
+    def list_tags(self, repository, page_size=TAGS_PAGE_SIZE):
+        """Every tag of ``repository`` (``registry/path``, no tag), over all pages; [] for an unknown one."""
+        reference = parse_repository(repository)
+        return self._registry(reference.registry, repository).tags(reference, repository, page_size)
+
+    def manifest(self, ref):
+        """The Manifest ``ref`` names, or None when the registry does not have it."""
+        reference = parse_reference(ref)
+        return self._registry(reference.registry, ref).manifest(reference, ref)
+
+    def blob_json(self, repository, digest):
+        """A JSON blob of ``repository`` (an image config), decoded."""
+        reference = parse_repository(repository)
+        return self._registry(reference.registry, repository).blob_json(reference, digest, f"{repository}@{digest}")
+
+    def delete_manifest(self, repository, digest):
+        """Delete manifest ``digest`` of ``repository`` (distribution removes every tag on it with it).
+
+        False when it was already gone; a registry refusing deletes (HTTP 405/UNSUPPORTED) is a ConvergeError.
+        """
+        reference = parse_repository(repository)
+        return self._registry(reference.registry, repository).delete_manifest(reference, digest, repository)
+
+    def check_deletes(self, repository):
+        """Raise ConvergeError unless the registry accepts manifest DELETEs in ``repository``.
+
+        Sends a DELETE for a digest no content can have (the SHA-256 of a random nonce): a registry that
+        allows deletes answers 404, one that does not answers 405 (or 401/403 without the right).
+        Nothing is removed either way.
+        """
+        nonce = hashlib.sha256(os.urandom(32)).hexdigest()
+        self.delete_manifest(repository, f"sha256:{nonce}")
+
+    @property
+    def requests_sent(self):
+        """HTTP requests sent so far (probes, tokens, API calls), for benchmarks."""
+        return sum(registry.sent for registry in self._registries.values()) + self._probes
 
     def _digests(self, parsed):
         if not parsed:
@@ -549,6 +703,7 @@ class RegistryClient:
             raise ConvergeError(f"image {ref}: cannot reach registry {host}: {exc}", image=ref, registry=host) from None
 
     def _ping(self, session, base_url):
+        self._probes += 1
         return session.get(f"{base_url}/v2/", **self._transport.options(base_url))
 
     def _ping_http(self, session, host, api_host, ref, https_error):
