@@ -307,3 +307,27 @@ def test_no_clusters_is_an_error(localenv, registry, project):
     path, _tags = project
     result, _output = run_module("registry_cleanup", {"project_dir": str(path), "repo": _repo(registry)})
     assert result["failed"] and "no clusters given" in result["msg"]
+
+
+def test_cleanup_playbook_plans_then_deletes(localenv, registry, project):
+    import json
+    import sys
+    from pathlib import Path
+
+    path, tags = project
+    repo = _repo(registry)
+    repository, _digests = _push_all(registry, repo, {"m9": tags["m9"], "x2": tags["x2"]})
+    extra = {"converge_project_dir": str(path), "converge_repo": repo, "converge_config": "werf-custom.yaml",
+             "cleanup_grace_period": "0"}
+    command = [str(Path(sys.executable).with_name("ansible-playbook")), "berth.converge.cleanup", "-e", json.dumps(extra)]
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1"}
+    planned = subprocess.run(command + ["--check"], capture_output=True, text=True, env=env, check=False)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert f"(item=app:{tags['x2']}) => {{" in planned.stdout and "\"msg\": \"delete: no policy keeps it\"" in planned.stdout
+    assert f"ok: [localhost] => (item=app:{tags['m9']})" in planned.stdout and "keep: Git branch main" in planned.stdout
+    assert "would delete 1 of 2 tags, kept 1" in planned.stdout
+    assert tags_of(registry, repository) == sorted([tags["m9"], tags["x2"]])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"changed: [localhost] => (item=app:{tags['x2']})" in done.stdout and "deleted 1 of 2 tags" in done.stdout
+    assert tags_of(registry, repository) == [tags["m9"]]
