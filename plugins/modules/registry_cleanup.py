@@ -65,7 +65,8 @@ options:
       - The clusters whose releases use the images. Required unless C(werf.yaml) sets
         C(cleanup.disableKubernetesBasedPolicy).
       - Each item takes the Kubernetes connection options of the modules (C(kubeconfig), C(context), C(host),
-        C(api_key), C(ca_cert), C(client_cert), C(client_key), C(validate_certs)).
+        C(api_key), C(ca_cert), C(client_cert), C(client_key), C(validate_certs)); an option not set falls back
+        to its C(K8S_AUTH_*) environment variable, as for the other modules.
     type: list
     elements: dict
     default: []
@@ -228,10 +229,13 @@ skipped:
   type: str
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
-    KUBE_ARGS, REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS, with_env_fallbacks)
+    KUBE_ARGS, KUBE_ENV_FALLBACKS, REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.cleanup import Cleanup, Cluster, Options
 from ansible_collections.berth.converge.plugins.module_utils.config import parse_duration
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
@@ -262,9 +266,20 @@ def release_pairs(items, where):
     return pairs
 
 
+def with_kube_env(item):
+    """A cluster item whose unset connection options fall back to the K8S_AUTH_* variables, as the modules' do."""
+    item = dict(item)
+    for key, variable in KUBE_ENV_FALLBACKS.items():
+        if item.get(key) is None and os.environ.get(variable):
+            value = os.environ[variable]
+            item[key] = boolean(value) if key == "validate_certs" else value
+    return item
+
+
 def clusters_from_params(items):
     clusters = []
     for index, item in enumerate(items):
+        item = with_kube_env(item)
         where = f"clusters[{index}]"
         label = item.get("name") or item.get("context") or str(index)
         releases = release_pairs(item.get("releases") or [], where)

@@ -172,9 +172,8 @@ def test_default_policies_two_clusters_check_mode_and_exact_result(localenv, reg
     ]}
     before = tags_of(registry, repository)
     assert len(before) == 33
-    with RegistryClient() as client:  # the Link header is followed over every page
+    with RegistryClient() as client:  # distribution 2.8 serves one page whatever n is; pages: the unit tests
         assert sorted(client.list_tags(f"{registry}/{repository}", page_size=7)) == before
-        assert client.requests_sent == 1 + 5
 
     planned, output = run_module("registry_cleanup", args, check_mode=True)
     assert not planned["failed"], output
