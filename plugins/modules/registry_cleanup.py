@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: registry_cleanup
 short_description: Delete the images of a project that no cluster, Git reference or recent build needs
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Cleans the registry repositories of the images of a project's C(werf.yaml) (C(<repo>/<image>)) as
     C(werf cleanup) does. Every tag is listed (all pages) and its manifest read; a tag is B(kept) when
