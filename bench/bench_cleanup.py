@@ -57,8 +57,8 @@ def seed(registry, repository, head_tag, workers=16):
     session = requests.Session()
     upload_blob(session, registry, repository, LAYER)
     plan = [(head_tag, ago(days=3))]
-    plan += [(uuid.uuid4().hex + uuid.uuid4().hex, ago(minutes=10)) for _ in range(FRESH)]
-    plan += [(uuid.uuid4().hex + uuid.uuid4().hex, ago(days=3)) for _ in range(TAGS - 1 - FRESH)]
+    plan += [(uuid.uuid4().hex + uuid.uuid4().hex, ago(minutes=10)) for _index in range(FRESH)]
+    plan += [(uuid.uuid4().hex + uuid.uuid4().hex, ago(days=3)) for _index in range(TAGS - 1 - FRESH)]
 
     def push(item):
         tag, created = item

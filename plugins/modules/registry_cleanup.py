@@ -25,7 +25,7 @@ description:
     error and nothing is deleted. Right before deleting, the clusters and the tag lists are read again, so an image
     that a converge started to deploy, or a tag pushed meanwhile, is kept.
   - In check mode nothing is deleted; RV(images) is the plan.
-  - Deleting manifests does not free storage: the registry's garbage collection frees the blobs (see docs/cleanup.md).
+  - Deleting manifests does not free storage; the garbage collection of the registry frees the blobs (see docs/cleanup.md).
 author:
   - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:
