@@ -25,16 +25,21 @@ def ago(**delta):
     return datetime.now(timezone.utc) - timedelta(**delta)
 
 
+def _base(session, registry):
+    """https for a session set up for TLS (``session.verify`` a CA file), else http."""
+    return f"{'https' if isinstance(session.verify, str) else 'http'}://{registry}"
+
+
 def upload_blob(session, registry, repository, data):
     digest = _digest(data)
-    base = f"http://{registry}/v2/{repository}/blobs"
+    base = f"{_base(session, registry)}/v2/{repository}/blobs"
     if session.head(f"{base}/{digest}", timeout=30).status_code == 200:
         return digest
     start = session.post(f"{base}/uploads/", timeout=30)
     start.raise_for_status()
     location = start.headers["Location"]
     if location.startswith("/"):
-        location = f"http://{registry}{location}"
+        location = f"{_base(session, registry)}{location}"
     put = session.put(location + ("&" if "?" in location else "?") + f"digest={digest}", data=data,
                       headers={"Content-Type": "application/octet-stream"}, timeout=30)
     put.raise_for_status()
@@ -56,7 +61,7 @@ def image_manifest(session, registry, repository, created, nonce=None):
 
 def put_manifest(session, registry, repository, tag, manifest):
     """Push manifest bytes under ``tag``; return the manifest digest."""
-    response = session.put(f"http://{registry}/v2/{repository}/manifests/{tag}", data=manifest,
+    response = session.put(f"{_base(session, registry)}/v2/{repository}/manifests/{tag}", data=manifest,
                            headers={"Content-Type": MANIFEST_TYPE}, timeout=30)
     response.raise_for_status()
     return response.headers.get("Docker-Content-Digest") or _digest(manifest)
@@ -69,9 +74,10 @@ def push_image(registry, repository, tag, created=None, session=None):
     return put_manifest(session, registry, repository, tag, manifest)
 
 
-def tags_of(registry, repository):
+def tags_of(registry, repository, session=None):
     """The repository's tags now (sorted), straight from the registry."""
-    response = requests.get(f"http://{registry}/v2/{repository}/tags/list", timeout=30)
+    session = session or requests.Session()
+    response = session.get(f"{_base(session, registry)}/v2/{repository}/tags/list", timeout=30)
     if response.status_code == 404:
         return []
     response.raise_for_status()

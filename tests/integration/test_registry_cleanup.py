@@ -330,3 +330,49 @@ def test_cleanup_playbook_plans_then_deletes(localenv, registry, project):
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"changed: [localhost] => (item=app:{tags['x2']})" in done.stdout and "deleted 1 of 2 tags" in done.stdout
     assert tags_of(registry, repository) == [tags["m9"]]
+
+
+def test_tls_registry_with_credentials_from_a_docker_config(localenv, registry_tls, project, tmp_path):
+    """The TLS registry with htpasswd: credentials from a Docker config file and its CA, as registry_images."""
+    import base64
+    import json
+
+    path, tags = project
+    session = requests.Session()
+    session.auth = (localenv.registry_tls_username, localenv.registry_tls_password)
+    session.verify = localenv.ca_cert
+    session.trust_env = False  # else requests prefers REQUESTS_CA_BUNDLE over session.verify
+    repo = f"{registry_tls}/cleanup-{uuid.uuid4().hex[:10]}"
+    repository = f"{repo.split('/', 1)[1]}/app"
+    for label in ("m9", "x2"):
+        push_image(registry_tls, repository, tags[label], created=ago(days=3), session=session)
+    pair = f"{localenv.registry_tls_username}:{localenv.registry_tls_password}".encode()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auths": {registry_tls: {"auth": base64.b64encode(pair).decode()}}}))
+    args = {"project_dir": str(path), "repo": repo, "config": "werf-custom.yaml", "grace_period": "0",
+            "docker_config": str(config), "ca_cert": localenv.ca_cert}
+    result, output = run_module("registry_cleanup", args)
+    assert not result["failed"], output
+    assert result["deleted"] == [f"{repo}/app:{tags['x2']}"]
+    assert tags_of(registry_tls, repository, session) == [tags["m9"]]
+    anonymous, _output = run_module("registry_cleanup", {k: v for k, v in args.items() if k != "docker_config"})
+    assert anonymous["failed"] and "requires credentials" in anonymous["msg"]
+
+
+def test_release_revisions_kept_are_the_deployed_pending_and_last_n(localenv, registry, project, namespace):
+    path, tags = project
+    repo = _repo(registry)
+    repository, _digests = _push_all(registry, repo, {label: tags[label] for label in ("x2", "x3", "x4")})
+    for label in ("x2", "x3", "x4"):  # three revisions; x4 is the deployed one
+        _record_release(localenv, "shop", namespace, f"{repo}/app:{tags[label]}", label)
+    decisions = {}
+    for keep in (0, 2, 3):
+        options = Options(project_dir=str(path), repo=repo, grace_seconds=0, keep_revisions=keep,
+                          clusters=[Cluster("local", api_client({"kubeconfig": localenv.kubeconfig}),
+                                            [("shop", namespace)])])
+        with RegistryClient() as client:
+            cleanup = Cleanup(options, client)
+            cleanup.plan()
+        decisions[keep] = _labels(tags, [state.tag for state in cleanup.tags if state.action == "keep"])
+    assert decisions == {0: ["x4"], 2: ["x3", "x4"], 3: ["x2", "x3", "x4"]}
+    assert len(tags_of(registry, repository)) == 3  # plans only
