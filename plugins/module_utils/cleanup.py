@@ -284,6 +284,7 @@ def kept_by_git(git, commit_images, existing, policies, now):
     its N, the period is passed, or every existing tag was found.
     """
     kept = {}
+    findable = sum(1 for tags in existing.values() for tag in tags if CONTENT_TAG.match(tag))
     for ref, limit, _policy_ in references_to_scan(git_references(git), policies, now):
         reached = {name: [] for name, tags in existing.items() if tags}
         seen = set()
@@ -294,7 +295,7 @@ def kept_by_git(git, commit_images, existing, policies, now):
                 if name in existing and tag in existing[name] and (name, tag) not in seen:
                     seen.add((name, tag))
                     reached[name].append((tag, commit, when))
-            if len(seen) == sum(len(tags) for tags in existing.values()):
+            if len(seen) == findable:
                 break  # every tag of the registry was found: older commits cannot add one
             past_period = limit.within is not None and when <= now - limit.within
             enough = last >= 0 and all(len(items) >= last for items in reached.values())
