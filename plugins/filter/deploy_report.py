@@ -9,12 +9,12 @@ name: deploy_report
 short_description: The deploy report of a converge, from the results of its tasks
 version_added: 0.1.0
 description:
-  - Builds the deploy report the converge role writes to C(converge_deploy_report) (as werf's
+  - "Builds the deploy report the converge role writes to C(converge_deploy_report) (as werf's
     C(--save-deploy-report)): format C(berth.converge/deploy-report.v1), C(status) (C(succeeded) or
     C(failed)), C(check_mode), C(release), C(namespace), C(revision), C(commit), one entry per image (C(name),
     C(ref), C(built)), per resource (C(apiVersion), C(kind), C(namespace), C(name), C(action), C(changed)) and
     per hook (C(kind), C(name), C(event), C(result)), C(error) (the message of the first task that
-    failed) and C(rolled_back_to).
+    failed) and C(rolled_back_to)."
   - It holds no manifest, diff or value, so no Secret data. In check mode, C(built) and C(action) say what would
     be done.
 options:

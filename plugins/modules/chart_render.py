@@ -48,13 +48,13 @@ description:
     directory (E(WERF_HOME), else C(~/.werf)), first found wins. A missing or wrong key fails before
     anything is rendered, naming the file (and the value's key path). Decrypted values are not shown in
     any message; they appear only inside the returned manifests.
-  - With O(use_cluster=true), the chart sees its release and cluster as with werf and C(helm upgrade):
+  - "With O(use_cluster=true), the chart sees its release and cluster as with werf and C(helm upgrade):
     C(.Release.Revision) is the next revision (the latest recorded one + 1), C(.Release.IsUpgrade) is true
     when the release has revisions (else C(.Release.IsInstall)), and C(.Capabilities.KubeVersion) and
     C(.Capabilities.APIVersions) are the cluster's. Without it the chart renders as a first install (revision
     1) with Helm's default capabilities, as C(helm template) does. Helm's template command cannot set the
     revision, so C(.Release.Revision) is written into the templates of the chart, its C(file://)
-    dependencies and unpacked subcharts as a constant; a chart from a repository archive sees 1.
+    dependencies and unpacked subcharts as a constant; a chart from a repository archive sees 1."
 extends_documentation_fragment:
   - berth.converge.attributes
   - berth.converge.attributes.INFO_MODULE

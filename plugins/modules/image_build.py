@@ -77,8 +77,8 @@ options:
     default: false
   require_built:
     description:
-      - Build nothing: fail, listing every image missing from the registry, when one is (werf's
-        C(--require-built-images)). For pipelines that build in one job and deploy in another.
+      - "Build nothing: fail, listing every image missing from the registry, when one is (werf's
+        C(--require-built-images)). For pipelines that build in one job and deploy in another."
     type: bool
     default: false
   concurrency:
