@@ -1195,4 +1195,3 @@ def render_chart(options):
     objects, notes = split_notes(objects)
     return {"manifests": order_manifests(objects), "release": release, "namespace": namespace, "commit": commit,
             "notes": notes}
-

@@ -357,8 +357,8 @@ def render_module_docs(text):
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-def test_use_cluster_gives_the_next_revision_upgrade_and_the_clusters_capabilities(project, helm_bin, tmp_path,
-                                                                                    localenv, kube_api):
+def test_use_cluster_gives_the_next_revision_upgrade_and_the_clusters_capabilities(
+        project, helm_bin, tmp_path, localenv, kube_api):
     write(project, {".helm/templates/context.yaml": CONTEXT_TEMPLATE})
     commit(project, message="context")
     env = "c" + os.urandom(3).hex()

@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client
 
 from gitrepo import commit
-from test_role_converge import BIN, IMAGES, _namespace_exists, revisions, shop  # noqa: F401  (shop is a fixture)
+from test_role_converge import BIN, IMAGES, _namespace_exists, revisions, shop  # noqa: F401 pylint: disable=unused-import
 
 
 def tags(registry, shop, image):
@@ -86,8 +86,8 @@ def test_the_deploy_report_is_written_on_success_on_failure_and_in_check_mode(sh
     assert output.count("templates/broken.yaml:2") >= 1
 
 
-def test_converge_many_builds_once_and_converges_each_target_in_parallel(shop, kube_api, localenv, registry,
-                                                                           tmp_path):
+def test_converge_many_builds_once_and_converges_each_target_in_parallel(
+        shop, kube_api, localenv, registry, tmp_path):
 
     kubeconfig = tmp_path / "kubeconfig"  # a second context to the same cluster stands in for a second cluster
     config = yaml.safe_load(open(localenv.kubeconfig))

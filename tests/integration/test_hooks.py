@@ -255,8 +255,8 @@ def test_failing_hook_stops_the_converge_with_the_jobs_reason(project, helm_bin,
     assert [r.status for r in history(kube_api, RELEASE, namespace)] == ["deployed", "failed"]
 
 
-def test_objects_the_chart_dropped_are_gone_before_a_failing_pre_upgrade_hook(project, helm_bin, namespace,
-                                                                            kube_api):
+def test_objects_the_chart_dropped_are_gone_before_a_failing_pre_upgrade_hook(
+        project, helm_bin, namespace, kube_api):
     legacy = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy"}, "data": {"a": "1"}}
     result, output = apply_module(render(project, helm_bin, namespace) + [legacy], namespace)
     assert not result["failed"], output
