@@ -17,6 +17,7 @@ kubectl (and Helm, and the values files Helm reads) go through the same steps, p
 
 hack/conformance/kubeyaml runs the Go code itself; tests/unit/plugins/module_utils/test_kube_yaml_conformance.py
 checks this port against it case by case.
+
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import binascii
 import codecs
 import decimal
 import math
+import collections
 import re
 import struct
 
@@ -75,6 +77,10 @@ class KubeYAMLError(ValueError):
         super().__init__(f"line {line}: {message}" if line else message)
         self.problem = message
         self.line = line
+
+
+Document = collections.namedtuple("Document", "line text value")
+Document.__doc__ = "A document of a stream: its first line (1-based), its text and its value."
 
 
 class _Uint64(int):
@@ -603,7 +609,7 @@ def _to_json_value(value):
     return _json_number(value)
 
 
-def load(text, pure=False):
+def load_document(text, pure=False):
     """The first YAML document of ``text`` as sigs.k8s.io/yaml and kubectl read it: dict (string keys), list,
     str, int, float, bool or None. KubeYAMLError (with the line) when Kubernetes could not read it.
     ``pure`` scans in Python even where libyaml would do (for the tests)."""
@@ -681,7 +687,7 @@ def _load_json_stream(text, pure):
             position += 1
         if position == len(text):
             return loaded
-        line = text.count("\n", 0, position) + 1
+        line, start = text.count("\n", 0, position) + 1, position
         try:
             value, position = _JSON_DECODER.raw_decode(text, position)
         except KubeYAMLError as exc:  # valid JSON, but no number kubectl can hold
@@ -691,23 +697,27 @@ def _load_json_stream(text, pure):
                 raise KubeYAMLError(f"invalid JSON: {exc}", line) from None
             rest = text[position:]
             skipped = len(rest) - len(rest.lstrip(" \t\r\v\f\x85\xa0"))
-            offset = text.count("\n", 0, position)
-            return loaded + [(start + offset, item) for start, item in load_all(rest[skipped:], pure, sniff_json=False)]
+            offset = line - 1
+            try:
+                documents = load_documents(rest[skipped:], pure, sniff_json=False)
+            except KubeYAMLError as error:
+                raise KubeYAMLError(error.problem, error.line + offset if error.line else None) from None
+            return loaded + [document._replace(line=document.line + offset) for document in documents]
         if value is not None:
-            loaded.append((line, _without_surrogates(value)))
+            loaded.append(Document(line, text[start:position], _without_surrogates(value)))
 
 
-def load_all(text, pure=False, sniff_json=True):
-    """Every non-empty document of a YAML stream, as kubectl reads them: ``[(first line number, value)]``.
-    Errors name the line in ``text``. A stream that starts with '{' is read as JSON first, as kubectl does."""
+def load_documents(text, pure=False, sniff_json=True):
+    """Every non-empty document of a YAML stream, as kubectl reads them: ``[Document]``. Errors name the line
+    in ``text``. A stream that starts with '{' is read as JSON first, as kubectl does."""
     if sniff_json and text.lstrip(" \t\n\r\v\f\x85\xa0").startswith("{"):
         return _load_json_stream(text, pure)
     loaded = []
     for start, document in split_documents(text):
         try:
-            value = load(document, pure)
+            value = load_document(document, pure)
         except KubeYAMLError as exc:
             raise KubeYAMLError(exc.problem, exc.line + start - 1 if exc.line else None) from None
         if value is not None:
-            loaded.append((start, value))
+            loaded.append(Document(start, document, value))
     return loaded

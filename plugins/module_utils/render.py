@@ -11,6 +11,7 @@ The result is a list of Kubernetes objects in apply order.
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import copy
 import dataclasses
@@ -34,6 +35,8 @@ except ImportError:  # reported by the module (requirements.check_libraries)
 from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
+from ansible_collections.berth.converge.plugins.module_utils.kube_yaml import (
+    KubeYAMLError, load_document, load_documents)
 from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import (
     CHART_SECRET_VALUES_FILE,
     SecretValueError,
@@ -69,17 +72,9 @@ WERF_HELPERS_TEMPLATE = """\
 """
 
 
-def _manifest_loader():
-    """A safe YAML loader that keeps timestamps as strings, as Kubernetes and Helm do."""
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    resolvers = {
-        first: [(tag, regexp) for tag, regexp in entries if tag != "tag:yaml.org,2002:timestamp"]
-        for first, entries in base.yaml_implicit_resolvers.items()
-    }
-    return type("ManifestLoader", (base,), {"yaml_implicit_resolvers": resolvers})
-
-
-ManifestLoader = _manifest_loader() if yaml else None
+class HelmInt64(int):
+    """An integer Helm holds as int64 (werf's service values, a ``set`` integer), where a values file gives
+    float64: charts print it as an integer, not as 1.796474609e+09."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -156,7 +151,7 @@ def werf_values(*, project, images, commit, env, namespace, repo):
         "tag": {image["name"]: image["tag"] for image in images},
         "commit": {
             "hash": commit["hash"],
-            "date": {"human": go_time_string(commit["date"]), "unix": commit["unix"]},
+            "date": {"human": go_time_string(commit["date"]), "unix": HelmInt64(commit["unix"])},
         },
     }
     global_images = {}
@@ -426,11 +421,45 @@ def helm_set_arguments(set_values, set_string_values, commit_unix):
     return arguments + ["--set", f"werf.commit.date.unix={commit_unix}"]
 
 
+def _escape_set_key(part):
+    return re.sub(r"([\\.=\[\],])", r"\\\1", part)
+
+
+def _defines(tree, path):
+    """Whether a values layer sets ``path`` or replaces a map on the way to it."""
+    node = tree
+    for part in path:
+        if not isinstance(node, dict):
+            return True
+        if part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def int64_set_arguments(exports, higher_layers):
+    """``--set`` flags for the integers of werf's export-values layer that Helm holds as int64 in the parent
+    (:class:`HelmInt64`): written in a values file they would reach the subchart as float64. A path that a
+    higher values layer sets (or removes) is left to it."""
+    arguments = []
+
+    def walk(node, path):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, path + [key])
+            elif isinstance(value, HelmInt64) and not any(_defines(layer, path + [key]) for layer in higher_layers):
+                arguments.extend(["--set", ".".join(_escape_set_key(part) for part in path + [key]) + f"={value}"])
+
+    walk(exports, [])
+    return arguments
+
+
 def set_values_tree(set_values, set_string_values):
     """Nested values from ``set`` (typed as given) and ``set_string`` (as strings), in that order."""
     tree = {}
     for key, value in (set_values or {}).items():
-        _assign(tree, _check_not_service_value(key), value)
+        is_int = isinstance(value, int) and not isinstance(value, bool)  # given to Helm with --set, so int64
+        _assign(tree, _check_not_service_value(key), HelmInt64(value) if is_int else value)
     for key, value in (set_string_values or {}).items():
         _assign(tree, _check_not_service_value(key), _as_string(value))
     return tree
@@ -439,8 +468,8 @@ def set_values_tree(set_values, set_string_values):
 def load_values_text(text, source, what="values file"):
     """A YAML mapping (a values file, Chart.yaml) as a dict; the error names the file."""
     try:
-        data = yaml.load(text, Loader=ManifestLoader)
-    except yaml.YAMLError as exc:
+        data = load_document(text)  # as Helm reads values files and Chart.yaml: sigs.k8s.io/yaml
+    except KubeYAMLError as exc:
         raise ConvergeError(f"{what} {source} is not valid YAML: {exc}", file=source)
     if data is None:
         return {}
@@ -859,7 +888,6 @@ def render_jinja_templates(chart_root, names, *, values, release, namespace, ima
 # Parsing and ordering
 
 
-_DOCUMENT_SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
 _SOURCE_COMMENT = re.compile(r"^# Source: (.+)$", re.MULTILINE)
 
 
@@ -878,22 +906,36 @@ def _check_object(doc, source):
                             template=source)
 
 
+def _source_comments(text):
+    """``[(line, template)]`` of Helm's ``# Source:`` comments."""
+    return [(text.count("\n", 0, match.start()) + 1, match.group(1).strip())
+            for match in _SOURCE_COMMENT.finditer(text)]
+
+
+def _source_at(comments, line, default):
+    """``(line of the comment, template)`` of the last ``# Source:`` comment up to ``line``, else (0, default)."""
+    index = bisect.bisect_right(comments, (line, "\uffff"))
+    return comments[index - 1] if index else (0, default)
+
+
 def parse_manifests(text, source=None):
-    """Kubernetes objects in multi-document YAML; empty documents are dropped. Errors name the source
-    template, taken from Helm's ``# Source:`` comments (or ``source``)."""
+    """Kubernetes objects in multi-document YAML, read exactly as ``kubectl apply -f`` reads them (kube_yaml);
+    empty documents are dropped. Errors name the source template, taken from Helm's ``# Source:`` comments
+    (or ``source``), and the line in its rendered output."""
+    comments = _source_comments(text)
+    try:
+        documents = load_documents(text)
+    except KubeYAMLError as exc:
+        comment_line, template = _source_at(comments, exc.line or 0, source)
+        where = f"line {exc.line - comment_line}: " if exc.line else ""
+        raise ConvergeError(f"rendered YAML of {template or 'the chart'} is invalid: {where}{exc.problem}",
+                            template=template)
     objects = []
-    for chunk in _DOCUMENT_SEPARATOR.split(text):
-        found = _SOURCE_COMMENT.search(chunk)
-        source = found.group(1).strip() if found else source
-        try:
-            doc = yaml.load(chunk, Loader=ManifestLoader)
-        except yaml.YAMLError as exc:
-            raise ConvergeError(f"rendered YAML of {source or 'the chart'} is invalid: {exc}", template=source)
-        if doc is None:
-            continue
-        _check_object(doc, source)
-        for item in _expand_lists(doc):
-            _check_object(item, source)
+    for document in documents:
+        _comment_line, template = _source_at(comments, document.line, source)
+        _check_object(document.value, template)
+        for item in _expand_lists(document.value):
+            _check_object(item, template)
             objects.append(item)
     return objects
 
@@ -1133,8 +1175,9 @@ def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name
     # Helm reads the files as they are, so it types their values exactly as with plain Helm.
     texts = [json.dumps(exports)] + [text for text, _data in user_values] + [json.dumps(service_values)]
     paths = [_write_file(workdir, f"values-{i}.yaml", text) for i, text in enumerate(texts)]
-    set_arguments = helm_set_arguments(options.set_values, options.set_string_values,
-                                       service_values["werf"]["commit"]["date"]["unix"])
+    higher = [data for _text, data in user_values] + [set_values_tree(options.set_values, options.set_string_values)]
+    set_arguments = int64_set_arguments(exports, higher) + helm_set_arguments(
+        options.set_values, options.set_string_values, service_values["werf"]["commit"]["date"]["unix"])
     text = helm_template(chart_root, release=release, namespace=namespace, values_paths=paths,
                          set_arguments=set_arguments, helm_binary=options.helm_binary,
                          context_arguments=context.helm_arguments())

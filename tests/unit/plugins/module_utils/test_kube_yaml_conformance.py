@@ -6,7 +6,7 @@
 Every generated case (scalars in every position a manifest puts them, with and without quotes and tags, and
 whole documents: streams, anchors, merge keys, duplicates, separators, errors) is read by
 hack/conformance/kubeyaml (k8s.io/apimachinery's stream decoder and sigs.k8s.io/yaml as kubectl runs them, built
-from the Go module proxy into the berth cache) and by kube_yaml.load_all: the documents must be the same JSON,
+from the Go module proxy into the berth cache) and by kube_yaml.load_documents: the documents must be the same JSON,
 numbers written as Go writes them, or both must fail. The Go program is required: when it cannot be built the
 tests fail.
 """
@@ -16,12 +16,13 @@ from __future__ import annotations
 import decimal
 import json
 import math
+import random
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.berth.converge.plugins.module_utils.kube_yaml import KubeYAMLError, load_all
+from ansible_collections.berth.converge.plugins.module_utils.kube_yaml import KubeYAMLError, load_documents
 
 ROOT = Path(__file__).resolve().parents[4]
 BUILD = ROOT / "hack" / "conformance" / "kubeyaml" / "build"
@@ -68,6 +69,23 @@ STRINGS = [
     "?a", ":a", "a:", "key: value: more", "@timestamp", "`cmd`", "%TAG", "~x", "x~", "null0", "true1", "yes!", "on-off",
 ]
 SCALARS = BOOL_AND_NULL_WORDS + INTEGERS + FLOATS + SEXAGESIMAL_AND_TIMES + STRINGS
+
+
+def random_scalars(count, seed=20251205):
+    """Number-like and word-like plain scalars built from the characters go-yaml's resolver looks at."""
+    rng = random.Random(seed)
+    pieces = list("0123456789") * 3 + list("+-._eExXoObB:") + ["0x", "0o", "0b", ".inf", ".nan", "_", "e+", "e-",
+                                                             "y", "n", "on", "~", "1_0", "00", "a", "f", "F"]
+    found = []
+    while len(found) < count:
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        if text not in found and text not in SCALARS and not text.startswith((":", "-", "? ")) \
+                and not text.endswith(":") and ": " not in text:
+            found.append(text)
+    return found
+
+
+RANDOM_SCALARS = random_scalars(600)
 TAGS = ["!!str", "!!int", "!!float", "!!bool", "!!null", "!!timestamp", "!custom", "!", "!!map", "!!merge",
         "!<tag:yaml.org,2002:int>"]
 TAGGED = ["0", "1", "-1", "017", "0x1F", "1.5", "1e3", "y", "yes", "off", "true", "~", "null", "", "2001-12-14",
@@ -260,6 +278,8 @@ def scalar_cases():
         cases[f"key-{index}-{scalar[:30]}"] = f"{scalar}: v\n"
         cases[f"flow-{index}-{scalar[:30]}"] = f"v: [{scalar}]\n"
         cases[f"single-{index}-{scalar[:30]}"] = "v: '" + scalar.replace("'", "''") + "'\n"
+    for index, scalar in enumerate(RANDOM_SCALARS):
+        cases[f"random-{index}-{scalar}"] = f"v: {scalar}\nk{index}: [{scalar}]\n{scalar}: key\n"
     for tag in TAGS:
         for index, scalar in enumerate(TAGGED):
             cases[f"tag-{tag}-{index}-{scalar}"] = f"v: {tag} {scalar}\n"
@@ -318,7 +338,7 @@ def go_number_text(text):
 
 def test_enough_cases():
     assert len(SCALARS) >= 300
-    assert len(SCALAR_CASES) >= 500
+    assert len(SCALAR_CASES) >= 2000
     assert len(DOCUMENTS) >= 100
 
 
@@ -327,7 +347,7 @@ def test_enough_cases():
 def test_same_as_kubectl(name, scanner, go_results):
     expected = go_results[name]
     try:
-        ours = [value for _line, value in load_all(CASES[name], pure=scanner == "python")]
+        ours = [document.value for document in load_documents(CASES[name], pure=scanner == "python")]
         error = None
     except KubeYAMLError as exc:
         ours, error = None, exc
