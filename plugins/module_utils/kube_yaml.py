@@ -36,6 +36,8 @@ try:
 except ImportError:  # reported by the modules (requirements.check_libraries)
     yaml = None
 
+from ansible_collections.berth.converge.plugins.module_utils.gotemplate import parse_go_float, parse_go_int
+
 SEPARATOR = "---"
 MAX_DEPTH = 10000
 
@@ -87,67 +89,8 @@ class _Uint64(int):
     """An integer go-yaml reads as uint64 (above int64): JSON cannot key a map with it."""
 
 
-# ---------------------------------------------------------------------------------------------------
-# Go's number syntax (strconv.ParseInt/ParseUint with base 0, ParseFloat)
-
-
-_GO_INT = re.compile(r"([+-]?)(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|0[0-7_]*|[1-9][0-9_]*)\Z")
-_GO_DECIMAL_FLOAT = re.compile(r"[+-]?(?:[0-9_]+\.?[0-9_]*|\.[0-9_]+)(?:[eE][+-]?[0-9][0-9_]*)?\Z")
-_GO_SPECIAL_FLOAT = re.compile(r"([+-]?)(inf|infinity|nan)\Z", re.IGNORECASE)
 _YAML_STYLE_FLOAT = re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z")
 _INT64 = (-(1 << 63), (1 << 63) - 1)
-
-
-def _underscores_ok(text):
-    """Go's rule: an underscore only between digits (a base prefix counts as a digit)."""
-    saw, index = "^", 0
-    if text[:1] in ("+", "-"):
-        text = text[1:]
-    hexadecimal = False
-    if len(text) >= 2 and text[0] == "0" and text[1].lower() in "box":
-        index, saw, hexadecimal = 2, "0", text[1].lower() == "x"
-    for char in text[index:]:
-        if char.isdigit() and char.isascii() or hexadecimal and char.lower() in "abcdef":
-            saw = "0"
-        elif char == "_":
-            if saw != "0":
-                return False
-            saw = "_"
-        elif saw == "_":
-            return False
-        else:
-            saw = "!"
-    return saw != "_"
-
-
-def _go_parse_int(text, unsigned=False):
-    """strconv.ParseInt(text, 0, 64) (or ParseUint); None when Go would fail."""
-    found = _GO_INT.match(text)
-    if not found or (unsigned and found.group(1)) or ("_" in text and not _underscores_ok(text)):
-        return None
-    digits = found.group(2).replace("_", "")
-    base = {"x": 16, "o": 8, "b": 2}.get(digits[1:2].lower(), 8 if digits.startswith("0") else 10)
-    body = digits[2:] if base != 10 and digits[1:2].lower() in "xob" else digits
-    if not body:
-        return None if base != 8 else 0
-    value = int(body, base) * (-1 if found.group(1) == "-" else 1)
-    if unsigned:
-        return value if value < 1 << 64 else None
-    return value if _INT64[0] <= value <= _INT64[1] else None
-
-
-def _go_parse_float(text):
-    """strconv.ParseFloat(text, 64) for decimal and special forms; None when Go fails (syntax or overflow)."""
-    special = _GO_SPECIAL_FLOAT.match(text)
-    if special:
-        value = math.nan if special.group(2).lower() == "nan" else math.inf
-        return -value if special.group(1) == "-" else value
-    if not _GO_DECIMAL_FLOAT.match(text) or not any(c.isdigit() for c in text.split("e")[0].split("E")[0]):
-        return None
-    if "_" in text and not _underscores_ok(text):
-        return None
-    value = float(text.replace("_", ""))
-    return None if math.isinf(value) else value
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -197,21 +140,21 @@ def _resolve_plain(tag, text):
     if text in _RESOLVE_MAP:
         return _RESOLVE_MAP[text]
     if hint == ".":
-        value = _go_parse_float(text)
-        if value is not None and not _GO_SPECIAL_FLOAT.match(text):
+        value = parse_go_float(text)
+        if value is not None:
             return FLOAT_TAG, value
     elif hint in "DS":
         if tag in ("", TIMESTAMP_TAG) and _is_timestamp(text):
             return TIMESTAMP_TAG, text
         plain = text.replace("_", "")
-        number = _go_parse_int(plain)
+        number = parse_go_int(plain)
         if number is not None:
             return INT_TAG, number
-        number = _go_parse_int(plain, unsigned=True)
+        number = parse_go_int(plain, unsigned=True)
         if number is not None:
             return INT_TAG, _Uint64(number)
         if _YAML_STYLE_FLOAT.match(plain):
-            value = _go_parse_float(plain)
+            value = parse_go_float(plain)
             if value is not None:
                 return FLOAT_TAG, value
         if plain.startswith(("0b", "-0b")):  # strconv.ParseInt(digits, 2, 64) takes a sign of its own
