@@ -17,7 +17,6 @@ kubectl (and Helm, and the values files Helm reads) go through the same steps, p
 
 hack/conformance/kubeyaml runs the Go code itself; tests/unit/plugins/module_utils/test_kube_yaml_conformance.py
 checks this port against it case by case.
-
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import collections
 import decimal
 import math
-import collections
 import re
 import struct
 
@@ -440,7 +439,8 @@ class _Decoder:
         children = node.children
         for index in range(0, len(children), 2):
             key_node, value_node = children[index], children[index + 1]
-            if key_node.kind == "scalar" and key_node.value == "<<" and (key_node.implicit or key_node.tag == MERGE_TAG):
+            if key_node.kind == "scalar" and key_node.value == "<<" and \
+                    (key_node.implicit or key_node.tag == MERGE_TAG):
                 self._merge(value_node, into)
                 continue
             key = self.decode(key_node)

@@ -47,7 +47,8 @@ FLOATS = [
     "1e-3", "-1e3", "+1e3", "1.5e3", "1.e3", ".5e3", ".5E-3", "1e", "e3", "1e3.5", "1e03", "1_0e1", "1e1_0", "1.5_0",
     "1_.5", ".5_5", "._5", "._", ".", "..", "0.", "+.", "-.", "1e400", "-1e400", "1e-400", "1.7976931348623157e308",
     "1.7976931348623159e308", "5e-324", "4.9e-324", "2e-324", "1e21", "1e20", "999999999999999999999", "1e-6",
-    "1e-7", "0.000001", "0.0000001", "123456789.123456789", "0.1", "0.30000000000000004", "1e16", "12345678901234567890.0",
+    "1e-7", "0.000001", "0.0000001", "123456789.123456789", "0.1", "0.30000000000000004", "1e16",
+    "12345678901234567890.0",
     "9.223372036854776e18", "-9.223372036854776e18", "1.8446744073709552e19", "100000000000000000000.5",
     ".inf", ".Inf", ".INF", ".iNF", "+.inf", "-.inf", "-.Inf", "+.INF", "inf", "Inf", "-inf", "infinity", "Infinity",
     ".nan", ".NaN", ".NAN", ".Nan", "nan", "NaN", "-.nan", "+.nan", "0x1p3", "0x1.8p1", "1d3", "1f", "1.5f", "0.0",
@@ -65,7 +66,8 @@ SEXAGESIMAL_AND_TIMES = [
 STRINGS = [
     "=", "==", "= x", "<<", "<", "-", "--", "?", "!", "&", "*", "#", "%", "@", "`", "|", ">", "[", "]", "{", "}", ",",
     ":", "a:b", "a: b", "a#b", "a #b", "http://example.com:80/x?y=1#z", "foo bar", " leading", "trailing ", "tab\there",
-    "'single'", '"double"', "it's", 'say "hi"', "C:\\path", "ünïcödé", "日本語", "emoji 😀", "\\n", "x" * 200, "-a",
+    "'single'", '"double"', "it's", 'say "hi"', "C:\\path", "ünïcödé", "日本語", "emoji 😀", "\\n", "x" * 200,
+    "-a",
     "?a", ":a", "a:", "key: value: more", "@timestamp", "`cmd`", "%TAG", "~x", "x~", "null0", "true1", "yes!", "on-off",
 ]
 SCALARS = BOOL_AND_NULL_WORDS + INTEGERS + FLOATS + SEXAGESIMAL_AND_TIMES + STRINGS
@@ -302,7 +304,9 @@ def go_number(value):
     if 1e-6 <= abs(value) < 1e21:
         return format(decimal.Decimal(repr(value)).normalize(), "f")
     mantissa, exponent = repr(value).split("e")
-    return f"{mantissa}e{exponent[0]}{int(exponent[1:]):02d}" if exponent[0] == "+" else f"{mantissa}e-{int(exponent[1:])}"
+    if exponent[0] == "+":
+        return f"{mantissa}e+{int(exponent[1:]):02d}"
+    return f"{mantissa}e-{int(exponent[1:])}"  # Go writes e-7, not e-07
 
 
 def comparable(value):
