@@ -141,6 +141,10 @@ def test_rendered_manifests_are_applied_with_the_data_kubectl_gives(tmp_path, lo
     assert ours["spec"]["numbers"][:5] == [1000, 1000, 1500, 15, 31]  # 1e3, 1E3, 1.5e3, 0o17, 0x1F
     assert ours["spec"]["derived"] == {"a": 1, "b": "new"} and ours["spec"]["true"] == "yes-key"
 
+    again, output = run_module("release_apply", {"manifests": rendered["manifests"], "release": "scalars",
+                                                 "namespace": namespace, "kubeconfig": localenv.kubeconfig})
+    assert not again["failed"] and not again["changed"], output  # the numbers read back as they were sent
+
 
 SUBCHART_TEMPLATE = """\
 apiVersion: v1
