@@ -619,8 +619,9 @@ def _archive_chart_name(path):
         with tarfile.open(path) as archive:
             member = next((m for m in archive.getmembers()
                            if m.name.count("/") == 1 and m.name.endswith("/Chart.yaml")), None)
-            return (yaml.safe_load(archive.extractfile(member)) or {}).get("name") if member else None
-    except (tarfile.TarError, OSError, yaml.YAMLError, AttributeError):
+            text = archive.extractfile(member).read().decode("utf-8", errors="replace") if member else ""
+            return (load_document(text) or {}).get("name")
+    except (tarfile.TarError, OSError, KubeYAMLError, AttributeError):
         return None
 
 
@@ -656,8 +657,8 @@ def _pin_locked_versions(chart_root, metadata, dependencies):
     lock_paths = [chart_root / name for name in LOCK_FILES if (chart_root / name).is_file()]
     if not lock_paths or not any(EXPORT_VALUES_KEY in d for d in dependencies):
         return
-    locked = {d.get("name"): d.get("version") for d in (yaml.safe_load(lock_paths[0].read_text()) or {}).get(
-        "dependencies") or [] if isinstance(d, dict)}
+    lock = load_values_text(lock_paths[0].read_text(), lock_paths[0].name, what="chart lock file")
+    locked = {d.get("name"): d.get("version") for d in lock.get("dependencies") or [] if isinstance(d, dict)}
     for dependency in dependencies:
         dependency["version"] = locked.get(dependency["name"]) or dependency.get("version")
     (chart_root / "Chart.yaml").write_text(yaml.safe_dump(metadata))
