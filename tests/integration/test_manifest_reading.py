@@ -107,8 +107,8 @@ def live(localenv, namespace, resource):
     return json.loads(kubectl(localenv, "-n", namespace, "get", resource, "scalars", "-o", "json"))
 
 
-def test_rendered_manifests_are_applied_with_the_data_kubectl_gives(tmp_path, localenv, helm_bin, namespace,
-                                                                   second_namespace, sample_group):
+def test_rendered_manifests_are_applied_with_the_data_kubectl_gives(
+        tmp_path, localenv, helm_bin, namespace, second_namespace, sample_group):
     files = {
         "werf.yaml": "project: scalars\nconfigVersion: 1\n",
         ".helm/Chart.yaml": "apiVersion: v2\nname: scalars\nversion: 0.1.0\n",

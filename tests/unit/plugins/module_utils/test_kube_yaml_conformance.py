@@ -76,11 +76,11 @@ SCALARS = BOOL_AND_NULL_WORDS + INTEGERS + FLOATS + SEXAGESIMAL_AND_TIMES + STRI
 def random_scalars(count, seed=20251205):
     """Number-like and word-like plain scalars built from the characters go-yaml's resolver looks at."""
     rng = random.Random(seed)
-    pieces = list("0123456789") * 3 + list("+-._eExXoObB:") + ["0x", "0o", "0b", ".inf", ".nan", "_", "e+", "e-",
-                                                             "y", "n", "on", "~", "1_0", "00", "a", "f", "F"]
+    pieces = list("0123456789") * 3 + list("+-._eExXoObB:") + [
+        "0x", "0o", "0b", ".inf", ".nan", "_", "e+", "e-", "y", "n", "on", "~", "1_0", "00", "a", "f", "F"]
     found = []
     while len(found) < count:
-        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
+        text = "".join(rng.choice(pieces) for _piece in range(rng.randint(1, 6)))
         if text not in found and text not in SCALARS and not text.startswith((":", "-", "? ")) \
                 and not text.endswith(":") and ": " not in text:
             found.append(text)
@@ -256,8 +256,8 @@ DOCUMENTS = {
     "anchor-on-empty": "a: &x\nb: *x\n",
     "deep-flow": "a: " + "[" * 50 + "]" * 50 + "\n",
     "long-document": "".join(f"k{i}: {v}\n" for i, v in enumerate(["23:30", "y", "1e3", "0o17", "="] * 40)),
-    "configmap-numbers-quoted": ('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "x"}\ndata:\n'
-                                "  a: '1e3'\n  b: \"0o17\"\n  c: 'y'\n"),
+    "configmap-numbers-quoted": (
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "x"}\ndata:\n' "  a: '1e3'\n  b: \"0o17\"\n  c: 'y'\n"),
     "deployment": ("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 03\n"
                    "  template:\n    spec:\n      containers:\n      - name: c\n        image: x:1.0\n"
                    "        ports:\n        - containerPort: 0x50\n        env:\n        - {name: A, value: \"y\"}\n"),
