@@ -200,10 +200,19 @@ class _Node:
 
 _BLANKZ = "\0 \t\r\n\x85\u2028\u2029"
 _BREAKS = "\r\n\x85\u2028\u2029"
-# Where libyaml (PyYAML's C parser) and go-yaml's port of it read differently: in flow collections, a ':'
-# before a flow indicator and a '?' inside a plain scalar; the escapes \/ and \' in double quotes; a BOM
-# after the start.
-_LIBYAML_DIFFERS = re.compile(r"[\[{][\s\S]*(?:\?|:[,?\[\]{}])|\\[/']|[\s\S]\ufeff")
+_FLOW_COLON = re.compile(r":[,?\[\]{}]")
+
+
+def _libyaml_differs(text):
+    """Whether the text has one of the few constructs libyaml (PyYAML's C parser) reads unlike go-yaml, its
+    port: after a flow collection starts, a '?' or a ':' before a flow indicator; the escapes \\/ and \\'
+    in double quotes; a BOM after the start. Linear in the text."""
+    starts = [index for index in (text.find("["), text.find("{")) if index >= 0]
+    if starts:
+        rest = text[min(starts):]
+        if "?" in rest or _FLOW_COLON.search(rest):
+            return True
+    return "\\/" in text or "\\'" in text or "\ufeff" in text[1:]
 
 
 def _go_scanner_loader():
@@ -312,7 +321,7 @@ _GO_SCANNER_LOADER = []
 def _parser(text, pure=False):
     """PyYAML's C parser (libyaml) where it reads as go-yaml does, else the go-yaml scanning rules in Python."""
     c_parser = getattr(yaml, "CBaseLoader", None)
-    if c_parser is not None and not pure and not _LIBYAML_DIFFERS.search(text):
+    if c_parser is not None and not pure and not _libyaml_differs(text):
         return c_parser(text)
     if not _GO_SCANNER_LOADER:
         _GO_SCANNER_LOADER.append(_go_scanner_loader())
