@@ -162,6 +162,7 @@ from ansible_collections.berth.converge.plugins.module_utils.project import load
 from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
     client_from_params, credentials_from_params, parse_reference)
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
 def _docker_factory(params):
@@ -215,6 +216,7 @@ def main():
         mutually_exclusive=[("force", "require_built")],
         supports_check_mode=True,
     )
+    validate_module_params(module)
     check_libraries(module, "yaml", "git", "docker", "requests")
     p = module.params
     images = [dict(i) for i in p["images"]]
