@@ -93,6 +93,12 @@ def _url(schemes, what):
     return check
 
 
+def _docker_host(option, value):
+    _url(DOCKER_HOST_SCHEMES, "a Docker daemon address")(option, value)
+    if value.startswith("unix://") and not os.path.exists(value[len("unix://"):]):
+        _fail(option, value, "names a socket that does not exist")
+
+
 def _image(option, value):
     if not isinstance(value.get("name"), str) or not value["name"]:
         _fail(option, value, "needs a 'name' (an image of werf.yaml)")
@@ -146,7 +152,7 @@ CHECKS = {
     "ca_cert": _existing_file,
     "client_cert": _existing_file,
     "client_key": _existing_file,
-    "docker_host": _url(DOCKER_HOST_SCHEMES, "a Docker daemon address"),
+    "docker_host": _docker_host,
     "host": _url(KUBE_HOST_SCHEMES, "a Kubernetes API server URL"),
     "image": _image,
     "images": _images,

@@ -174,7 +174,12 @@ def _docker_factory(params):
         settings["base_url"] = params["docker_host"]
 
     def factory():
-        return docker.APIClient(timeout=params["docker_timeout"], **settings)
+        try:
+            return docker.APIClient(timeout=params["docker_timeout"], **settings)
+        except docker.errors.DockerException as exc:  # connection refused, missing socket, bad TLS settings
+            address = settings.get("base_url") or "the default socket"
+            raise ConvergeError(f"cannot reach the Docker daemon at {address} (option 'docker_host' or DOCKER_HOST; "
+                                f"timeout docker_timeout={params['docker_timeout']}s): {exc}", option="docker_host")
 
     return factory
 
