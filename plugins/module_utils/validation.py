@@ -114,6 +114,19 @@ def _images(option, value):
                     _fail(f"{option}[{index}].{key}", image[key], "must be a string")
 
 
+def _refs(option, value):
+    """registry_images refs: image references, or dicts with one under 'ref'."""
+    from ansible_collections.berth.converge.plugins.module_utils.registry import parse_reference
+
+    for index, item in enumerate(value):
+        ref = item.get("ref") if isinstance(item, dict) else item
+        if isinstance(ref, str):
+            try:
+                parse_reference(ref)
+            except ConvergeError as exc:
+                raise ConvergeError(f"option '{option}[{index}]': {exc}", option=option)
+
+
 def _strings(option, value):
     for index, item in enumerate(value):
         _not_empty(f"{option}[{index}]", item)
@@ -159,6 +172,7 @@ CHECKS = {
     "values_files": _strings,
     "secret_values_files": _strings,
     "insecure_registries": _strings,
+    "refs": _refs,
     "manifests": _manifests,
     "resources": _resources,
 }
