@@ -536,3 +536,22 @@ def registry_catalog(localenv):
         if "next" not in resp.headers.get("Link", "") or not page:
             return repositories
         last = page[-1]
+
+
+def test_a_dockerfile_committed_as_a_symlink_is_built_as_docker_follows_it(ctx, docker_client):
+    """Docker's builder follows a Dockerfile symlink inside the context: the digest covers the target's text,
+    and the built image is the one the target describes."""
+    files = {"werf.yaml": werf_yaml("image: app\ncontext: app\ndockerfile: Dockerfile\n"), "app/a.txt": "a\n",
+             "app/real/Dockerfile": f"FROM {ctx.env.base_image}\nCOPY a.txt /from-target.txt\n",
+             "app/Dockerfile": Symlink("real/Dockerfile")}
+    path = ctx.project(files)
+    repo = f"{ctx.env.registry}/symlink-{RUN}"  # not bad-RUN: this one is pushed
+    images = ctx.images(path, repo)
+    run = run_in_process("image_build", {"project_dir": str(path), "images": images})
+    assert run.traceback is None and not run.result.get("failed"), run.result
+    ref = run.result["images"][0]["ref"]
+    output = docker_client.containers.run(ref, ["cat", "/from-target.txt"], remove=True)
+    assert output == b"a\n"
+    (path / "app/real/Dockerfile").write_text(f"FROM {ctx.env.base_image}\nCOPY a.txt /other.txt\n")
+    git(path, "commit", "-qam", "change the target only")
+    assert ctx.images(path, repo)[0]["digest"] != images[0]["digest"], "the digest must cover the link's target"
