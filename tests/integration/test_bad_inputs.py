@@ -346,7 +346,7 @@ CASES = [
          kube("release_info", kubeconfig=bad_kubeconfig("apiVersion: v1\nkind: Config\n")), ("kubeconfig",)),
     Case("cluster", "context-missing", "release_apply", kube("release_apply", context="no-such-context"), ("no-such-context",)),
     Case("cluster", "host-without-scheme", "release_info", kube("release_info", host="127.0.0.1:16443", api_key="not-a-real-token"), ("host",)),
-    Case("cluster", "host-refused", "release_apply", kube("release_apply", host="https://127.0.0.1:1", api_key="not-a-real-token",
+    Case("cluster", "host-refused", "release_apply", kube("release_apply", host="https://127.0.0.1:1", api_key="not-a-real-token", timeout=3,
                                                          validate_certs=False), ("127.0.0.1:1",)),
     Case("cluster", "wrong-token", "release_apply",
          kube("release_apply", host=api_server, api_key="wrong-token", ca_cert=localenv_ca), ("Unauthorized",),
