@@ -190,6 +190,22 @@ def secret_project(values_text=None, key=SECRET_KEY, **extra):
     return args
 
 
+def shallow_clone(ctx):
+    origin = ctx.project({"b.txt": "b"})
+    git(origin, "commit", "-q", "--allow-empty", "-m", "second")
+    clone = ctx.tmp / f"shallow{ctx.count}"
+    subprocess.run(["git", "clone", "-q", "--depth=1", f"file://{origin}", str(clone)], check=True,
+                   env={**os.environ, **IDENTITY})
+    return {"project_dir": str(clone), "revision": "HEAD~1"}
+
+
+def untracked_subdir(ctx, n):
+    path = ctx.project()
+    (path / "sub").mkdir()
+    (path / "sub" / "werf.yaml").write_text("project: sub\nconfigVersion: 1\n")
+    return {"project_dir": str(path / "sub"), "release": n.release, "namespace": n.ns}
+
+
 IMAGE_DOC = "image: app\ndockerfile: Dockerfile\n"
 VAULT_TEXT = "$ANSIBLE_VAULT;1.1;AES256\n6162636465666768696a6b6c6d6e6f70\n"
 
@@ -267,7 +283,7 @@ CASES = [
     Case("Git", "shallow-clone-parent", "image_digest", lambda ctx, n: shallow_clone(ctx), ("HEAD~1", "shallow")),
     Case("Git", "config-missing", "image_digest", digest(None, config="other.yaml"), ("other.yaml", "not found")),
     Case("Git", "config-absolute", "image_digest", digest(None, config="/etc/werf.yaml"), ("config",)),
-    Case("Git", "subdirectory-not-committed", "chart_render", lambda ctx, n: untracked_subdir(ctx, n), ("sub", "not in")),
+    Case("Git", "subdirectory-not-committed", "chart_render", untracked_subdir, ("sub", "not in")),
     Case("Git", "render-revision-missing", "chart_render", render(None, revision="nope"), ("revision 'nope'",)),
     # ---- options
     Case("options", "apply-timeout-negative", "release_apply", kube("release_apply", timeout=-1), ("'timeout'", "-1")),
@@ -345,9 +361,11 @@ CASES = [
     Case("cluster", "kubeconfig-no-clusters", "release_info",
          kube("release_info", kubeconfig=bad_kubeconfig("apiVersion: v1\nkind: Config\n")), ("kubeconfig",)),
     Case("cluster", "context-missing", "release_apply", kube("release_apply", context="no-such-context"), ("no-such-context",)),
-    Case("cluster", "host-without-scheme", "release_info", kube("release_info", host="127.0.0.1:16443", api_key="not-a-real-token"), ("host",)),
-    Case("cluster", "host-refused", "release_apply", kube("release_apply", host="https://127.0.0.1:1", api_key="not-a-real-token", timeout=3,
-                                                         validate_certs=False), ("127.0.0.1:1",)),
+    Case("cluster", "host-without-scheme", "release_info",
+         kube("release_info", host="127.0.0.1:16443", api_key="not-a-real-token"), ("host",)),
+    Case("cluster", "host-refused", "release_apply",
+         kube("release_apply", host="https://127.0.0.1:1", api_key="not-a-real-token", timeout=3, validate_certs=False),
+         ("127.0.0.1:1",)),
     Case("cluster", "wrong-token", "release_apply",
          kube("release_apply", host=api_server, api_key="wrong-token", ca_cert=localenv_ca), ("Unauthorized",),
          forbidden=("wrong-token",)),
@@ -423,22 +441,6 @@ CASES = [
          apply([{"apiVersion": "v1", "kind": "Secret", "metadata": "s", "stringData": {"p": SECRET_TEXT}}]),
          ("manifests[0]", "metadata"), forbidden=(SECRET_TEXT,)),
 ]
-
-
-def shallow_clone(ctx):
-    origin = ctx.project({"b.txt": "b"})
-    git(origin, "commit", "-q", "--allow-empty", "-m", "second")
-    clone = ctx.tmp / f"shallow{ctx.count}"
-    subprocess.run(["git", "clone", "-q", "--depth=1", f"file://{origin}", str(clone)], check=True,
-                   env={**os.environ, **IDENTITY})
-    return {"project_dir": str(clone), "revision": "HEAD~1"}
-
-
-def untracked_subdir(ctx, n):
-    path = ctx.project()
-    (path / "sub").mkdir()
-    (path / "sub" / "werf.yaml").write_text("project: sub\nconfigVersion: 1\n")
-    return {"project_dir": str(path / "sub"), "release": n.release, "namespace": n.ns}
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def argument_spec(module):
 
 
 def _name(rng, alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", size=(1, 20)):
-    return "".join(rng.choice(alphabet) for _ in range(rng.randint(*size)))
+    return "".join(rng.choice(alphabet) for _char in range(rng.randint(*size)))
 
 
 def _bad_dns(rng, limit):
@@ -157,7 +157,7 @@ def generated_sets(module, spec, rng):
     names = [n for n in spec if wrong_values(n, spec[n], rng)]
     required = [n for n, s in spec.items() if s.get("required") and n in BASE[module]]
     for _index in range(SETS_PER_MODULE):
-        args = {key: value for key, value in BASE[module].items()}
+        args = dict(BASE[module])
         culprits = []
         for _wrong in range(rng.randint(1, 3)):
             kind = rng.random()
