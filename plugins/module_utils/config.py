@@ -186,6 +186,16 @@ def _empty_document(node):
                             and node.value == "" and node.style is None)
 
 
+def decode_config(data, path="werf.yaml"):
+    """werf.yaml bytes as text; invalid UTF-8 is an error naming the line, never replaced silently."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConvergeError(f"{path}:{line}: not valid UTF-8 (byte {data[exc.start]:#04x} at offset {exc.start}); "
+                            "werf.yaml must be UTF-8", file=path)
+
+
 def load_config(text, path="werf.yaml"):
     """Parse and validate rendered werf.yaml text; ``path`` is used in messages."""
     try:
@@ -367,6 +377,10 @@ def _images(doc):
     final = data.get("final", True)
     if not isinstance(final, bool):
         doc.fail("final", f"{label}: 'final' must be true or false")
+    for key, value in (("context", context), ("dockerfile", dockerfile), *(("contextAddFiles", f) for f in add_files)):
+        if value.startswith("/"):
+            doc.fail(key, f"{label}: {key} '{value}' must be a relative path (inside the project), not an absolute "
+                          "path")
     try:
         context = join_path("", context)
         join_path(context, dockerfile)

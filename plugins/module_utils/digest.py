@@ -87,7 +87,7 @@ def compute_digests(project, config, repo=None, only=None):
 
 def _image_digest(project, config, image, done, repo):
     label = f"{config.path}:{image.line}: image '{image.name}'"
-    dockerfile_text = project.read_blob(image.dockerfile_path)
+    dockerfile_text = read_dockerfile(project, image, label)
     if dockerfile_text is None:
         where = "the working tree" if project.dev else f"commit {project.commit.hash[:12]}"
         raise ConvergeError(f"{label}: dockerfile '{image.dockerfile}' (context '{image.context or '.'}') "
@@ -205,3 +205,31 @@ def _context_add_files(project, image, label):
                 sha = hashlib.sha256(handle.read()).hexdigest()
             result.append((os.path.relpath(path, os.path.join(project.path, image.context)), sha))
     return sorted(result)
+
+
+SYMLINK_MODE = "120000"
+SYMLINK_HOPS = 40  # as Linux's limit of nested links
+
+
+def read_dockerfile(project, image, label):
+    """The Dockerfile's bytes (None when absent). A Dockerfile committed as a symlink is followed, as Docker's
+    builder follows it inside the context; a link leaving the context (or a loop) is an error naming it."""
+    path = image.dockerfile_path
+    for _hop in range(SYMLINK_HOPS):
+        found = project.entry(path)
+        if found is None or found.mode != SYMLINK_MODE:
+            return project.read_blob(path)
+        target = project.read_blob(path).decode("utf-8", errors="surrogateescape")
+        if target.startswith("/"):
+            raise ConvergeError(f"{label}: dockerfile '{path}' is a symlink to the absolute path '{target}'; "
+                                "it must point inside the build context", field="dockerfile")
+        try:
+            path = join_path(path.rpartition("/")[0], target)
+        except ConvergeError:
+            path = None
+        inside = path is not None and (not image.context or path.startswith(image.context + "/"))
+        if not inside:
+            raise ConvergeError(f"{label}: dockerfile '{image.dockerfile_path}' is a symlink to '{target}', "
+                                f"outside the build context '{image.context or '.'}'", field="dockerfile")
+    raise ConvergeError(f"{label}: dockerfile '{image.dockerfile_path}': too many levels of symlinks",
+                        field="dockerfile")

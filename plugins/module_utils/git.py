@@ -64,10 +64,14 @@ class GitProject:
         self.dev = dev
         try:
             commit = self.repo.commit(revision)
+            commit.authored_date  # noqa: B018 - reads the object: a shallow clone names parents it lacks
         except (gitpython.BadName, ValueError):
             if revision == "HEAD":
                 raise ConvergeError(f"project_dir {path}: the Git repository has no commit yet; commit the project")
-            raise ConvergeError(f"project_dir {path}: revision '{revision}' not found")
+            shallow = os.path.exists(os.path.join(self.repo.git_dir, "shallow"))
+            raise ConvergeError(f"project_dir {path}: revision '{revision}' not found"
+                                + (" (the clone is shallow: fetch more history, e.g. `git fetch --unshallow`)"
+                                   if shallow else ""), option="revision")
         # werf's commit date is the author date
         self.commit = CommitInfo(hash=commit.hexsha, date=commit.authored_datetime.isoformat(),
                                  unix=int(commit.authored_date))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.berth.converge.plugins.module_utils.config import WerfConfig, join_path
+from ansible_collections.berth.converge.plugins.module_utils.config import WerfConfig, decode_config, join_path
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
 from ansible_collections.berth.converge.plugins.module_utils.werf_template import load_werf_config
@@ -28,5 +28,5 @@ def load_project(project_dir, config_path="werf.yaml", revision="HEAD", dev=Fals
         where = "the working tree" if dev else f"commit {git.commit.hash[:12]}"
         raise ConvergeError(f"{config_path}: not found in {where} of {project_dir}"
                             + ("" if dev else " (is it committed?)"), file=config_path)
-    config = load_werf_config(text.decode("utf-8", errors="replace"), config_path, git, env)
+    config = load_werf_config(decode_config(text, config_path), config_path, git, env)
     return Project(git=git, config=config)

@@ -32,7 +32,7 @@ try:
 except ImportError:  # reported by the module (requirements.check_libraries)
     yaml = None
 
-from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig
+from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig, decode_config
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
 from ansible_collections.berth.converge.plugins.module_utils.kube_yaml import (
@@ -309,10 +309,10 @@ def release_and_namespace(options, project, deploy):
 def deploy_settings(git_project, config_path="werf.yaml", env=None):
     """``(project name or None, DeployConfig)`` from werf.yaml (rendered for the werf environment ``env``);
     werf's defaults when there is no werf.yaml."""
-    text = git_project.read_text(config_path)
-    if text is None:
+    data = git_project.read_blob(config_path)
+    if data is None:
         return None, DeployConfig()
-    config = load_werf_config(text, config_path, git_project, env)
+    config = load_werf_config(decode_config(data, config_path), config_path, git_project, env)
     return config.project, config.deploy
 
 
@@ -553,10 +553,15 @@ def helm_template(chart_root, *, release, namespace, values_paths, set_arguments
     for path in values_paths:
         command += ["--values", str(path)]
     command += set_arguments
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as exc:  # e.g. helm_binary is not an executable program
+        raise ConvergeError(f"helm_binary {helm_binary!r} cannot be run: {exc}", option="helm_binary")
     if result.returncode != 0:
         message = result.stderr.replace("\n\nUse --debug flag to render out invalid YAML", "").strip()
         message = message.replace(f"templates/{NOTES_HELPER}", f"templates/{NOTES_FILE}")
+        if not message:
+            message = f"{command[0]} exited with status {result.returncode} and printed no error (helm_binary)"
         raise ConvergeError(f"helm template failed: {message}", stderr=result.stderr)
     return result.stdout
 

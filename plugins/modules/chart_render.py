@@ -279,6 +279,7 @@ from ansible_collections.berth.converge.plugins.module_utils.common_args import 
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.render import RenderOptions, render_chart
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 ARGUMENT_SPEC = dict(
     project_dir=dict(type="path", required=True),
@@ -323,6 +324,7 @@ def cluster_reader(params):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    validate_module_params(module)
     try:
         result = render_chart(render_options(module.params))
     except ConvergeError as exc:

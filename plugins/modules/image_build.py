@@ -162,6 +162,7 @@ from ansible_collections.berth.converge.plugins.module_utils.project import load
 from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
     client_from_params, credentials_from_params, parse_reference)
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
 def _docker_factory(params):
@@ -173,7 +174,12 @@ def _docker_factory(params):
         settings["base_url"] = params["docker_host"]
 
     def factory():
-        return docker.APIClient(timeout=params["docker_timeout"], **settings)
+        try:
+            return docker.APIClient(timeout=params["docker_timeout"], **settings)
+        except docker.errors.DockerException as exc:  # connection refused, missing socket, bad TLS settings
+            address = settings.get("base_url") or "the default socket"
+            raise ConvergeError(f"cannot reach the Docker daemon at {address} (option 'docker_host' or DOCKER_HOST; "
+                                f"timeout docker_timeout={params['docker_timeout']}s): {exc}", option="docker_host")
 
     return factory
 
@@ -215,6 +221,7 @@ def main():
         mutually_exclusive=[("force", "require_built")],
         supports_check_mode=True,
     )
+    validate_module_params(module)
     check_libraries(module, "yaml", "git", "docker", "requests")
     p = module.params
     images = [dict(i) for i in p["images"]]

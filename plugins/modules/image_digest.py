@@ -170,6 +170,7 @@ from ansible_collections.berth.converge.plugins.module_utils.digest import compu
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
 from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
 def main():
@@ -186,6 +187,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    validate_module_params(module)
     check_libraries(module, "yaml", "git")
     p = module.params
     try:

@@ -117,6 +117,7 @@ from ansible_collections.berth.converge.plugins.module_utils.common_args import 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
     REQUESTS_IMPORT_ERROR, client_from_params)
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
 def reference_of(item, index):
@@ -152,6 +153,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    validate_module_params(module)
     if REQUESTS_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     p = module.params

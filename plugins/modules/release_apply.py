@@ -337,12 +337,21 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.client import 
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import INSTALL_OR_UPGRADE
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
     ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
+
+
+def _masked(obj):
+    if not isinstance(obj, dict):
+        return obj
+    if not isinstance(obj.get("metadata") or {}, dict):  # malformed, rejected by validation: show no values
+        return {key: value for key, value in obj.items() if key not in ("data", "stringData")}
+    return mask_secrets(obj)
 
 
 def masked_invocation(params):
     """The module arguments as Ansible reports them, with the values of Secret manifests masked."""
     shown = dict(params)
-    shown["manifests"] = [mask_secrets(obj) if isinstance(obj, dict) else obj for obj in params["manifests"] or []]
+    shown["manifests"] = [_masked(obj) for obj in params["manifests"] or []]
     return {"module_args": shown}
 
 
@@ -368,6 +377,7 @@ def main():
         supports_check_mode=True,
     )
     invocation = masked_invocation(module.params)
+    validate_module_params(module, invocation=invocation)
     if KUBERNETES_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR,
                          invocation=invocation)

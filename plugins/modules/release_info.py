@@ -123,6 +123,7 @@ from ansible_collections.berth.converge.plugins.module_utils.common_args import 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import history, last_successful
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
 def main():
@@ -134,6 +135,7 @@ def main():
         ),
         supports_check_mode=True,
     )
+    validate_module_params(module)
     if KUBERNETES_IMPORT_ERROR:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
     p = module.params

@@ -213,6 +213,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.client import 
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import is_hook
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import latest, set_revision_status
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track, tracking_plan
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
 def mark_failed(api, params, reason):
@@ -242,6 +243,7 @@ def main():
         required_by={"release": "namespace", "revision": "release"},
         supports_check_mode=True,
     )
+    validate_module_params(module)
     p = module.params
     resources = [item for item in p["resources"] if not is_hook(item)]
     api = None

@@ -539,6 +539,8 @@ def _unvalidated(item, prerequisite):
 
 
 def _message(exc):
+    if isinstance(exc, ConvergeError) and getattr(exc, "status", None) == 409 and "Apply failed with" in str(exc):
+        return f"{exc} (another field manager owns these fields; force_conflicts=true takes them over)"
     if isinstance(exc, ConvergeError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
