@@ -3,24 +3,22 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Build images from the commit's tree with the Docker Engine and push them.
 
-The build context is the context directory of the converged Git tree (never stray work-tree files, unless
-dev mode), minus .dockerignore, plus contextAddFiles from the working tree. Pushes are retried with
+The build context holds exactly the files the image's digest covers (context.py: what its COPY/ADD sources
+select in the converged Git tree, symlinks followed as BuildKit does, minus .dockerignore; contextAddFiles),
+plus the Dockerfile; never stray work-tree files, unless dev mode. Pushes are retried with
 backoff; a registry only creates a tag when the manifest upload completes, so a failed push leaves no tag.
 """
 
 from __future__ import annotations
 
 import io
-import os
 import posixpath
 import re
-import tarfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from ansible_collections.berth.converge.plugins.module_utils.config import join_path
-from ansible_collections.berth.converge.plugins.module_utils.digest import _dockerignore
+from ansible_collections.berth.converge.plugins.module_utils.context import context_tar
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 
 LOG_TAIL = 20
@@ -44,32 +42,12 @@ class BuildResult:
                 "manifest_digest": self.manifest_digest, "log": self.log}
 
 
-def build_context(project, image_config, image_label):
-    """Tar bytes of the build context for one image (see module docstring)."""
-    ignore = _dockerignore(project, image_config)
-    keep_always = {".dockerignore", image_config.dockerfile}
-    source = tarfile.open(fileobj=io.BytesIO(project.archive(image_config.context)), mode="r:")
-    out_buf = io.BytesIO()
-    with tarfile.open(fileobj=out_buf, mode="w", format=tarfile.PAX_FORMAT) as out:
-        for member in source:
-            name = member.name.rstrip("/")
-            if member.isdir() or name == "pax_global_header":
-                continue
-            if name not in keep_always and ignore.ignored(name):
-                continue
-            member.mtime = 0
-            out.addfile(member, source.extractfile(member) if member.isfile() else None)
-        for rel in image_config.context_add_files:
-            full = os.path.join(project.path, image_config.context, rel)
-            if not os.path.exists(full):
-                raise ConvergeError(f"{image_label}: contextAddFiles entry '{rel}' does not exist")
-            out.add(full, arcname=join_path("", rel), filter=_zero_mtime)
-    return out_buf.getvalue()
-
-
-def _zero_mtime(info):
-    info.mtime = 0
-    return info
+def build_context(project, image_digest):
+    """Tar bytes of the build context of ``image_digest`` (a digest.ImageDigest of the same project):
+    exactly the files its digest covers (context.select_context), plus the Dockerfile."""
+    return context_tar(project, image_digest.context, image_digest.context_entries, image_digest.added_files,
+                       dockerfile=posixpath.relpath(image_digest.dockerfile, image_digest.context or "."),
+                       dockerfile_data=image_digest.dockerfile_data or None)
 
 
 def import_values(image, images_by_name, local_image_id):

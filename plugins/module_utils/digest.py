@@ -15,17 +15,16 @@ of sources, not the size of the repository.
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 
 from ansible_collections.berth.converge.plugins.module_utils.config import dependency_order, join_path
+from ansible_collections.berth.converge.plugins.module_utils.context import read_added_files, select_context, source_specs
 from ansible_collections.berth.converge.plugins.module_utils.dockerfile import parse_dockerfile, resolve
-from ansible_collections.berth.converge.plugins.module_utils.dockerignore import (
-    DockerIgnore, source_may_select_under, source_selects)
+from ansible_collections.berth.converge.plugins.module_utils.dockerignore import DockerIgnore
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 
 # Bump when the list of inputs or their form changes: every digest changes with it.
-DIGEST_VERSION = 1
+DIGEST_VERSION = 2
 
 
 @dataclass
@@ -41,6 +40,10 @@ class ImageDigest:
     platform: list
     inputs: list = field(repr=False)
     repo: str | None = None  # registry repository of this image, e.g. 127.0.0.1:5000/shop/backend
+    # what a build receives (context.select_context) and the digest covers: context.context_tar writes it
+    context_entries: list = field(default_factory=list, repr=False)
+    added_files: list = field(default_factory=list, repr=False)
+    dockerfile_data: bytes = field(default=b"", repr=False)   # symlinks followed (read_dockerfile)
 
     @property
     def tag(self):
@@ -124,11 +127,11 @@ def _image_digest(project, config, image, done, repo):
         if name not in imported:
             inputs.append(f"arg {name}={build.used_args[name]}")
     inputs.extend(sorted(line for line in imports if line.split()[2] in build.used_args))
-    patterns = sorted({(p, source.parents) for source in build.context_sources for p in source.patterns})
-    inputs.extend(f"context {kind} {mode} {oid} {path}"
-                  for kind, mode, oid, path in select_context(project, image.context, patterns,
-                                                              _dockerignore(project, image)))
-    inputs.extend(f"contextAddFile {path} {sha}" for path, sha in _context_add_files(project, image, label))
+    entries = select_context(project, image.context, source_specs(build.context_sources, image.dockerfile_path),
+                             _dockerignore(project, image))
+    inputs.extend(f"context {e.kind} {e.mode} {e.oid} {e.path}" for e in entries)
+    added = read_added_files(project.path, image.context, image.context_add_files, label)
+    inputs.extend(f"contextAddFile {a.mode} {a.sha256} {a.path}" for a in added)
     for remote in build.remote_sources:
         inputs.append(f"remote {remote}")
 
@@ -138,7 +141,8 @@ def _image_digest(project, config, image, done, repo):
         target=image.target, args=dict(image.args),
         dependencies=[{"image": d.image, "imports": [{"type": i.type, "targetBuildArg": i.target_build_arg}
                                                      for i in d.imports]} for d in image.dependencies],
-        final=image.final, platform=list(platform), inputs=inputs, repo=image_repo(repo, image.name))
+        final=image.final, platform=list(platform), inputs=inputs, repo=image_repo(repo, image.name),
+        context_entries=entries, added_files=added, dockerfile_data=dockerfile_text)
 
 
 def _dockerignore(project, image):
@@ -148,63 +152,6 @@ def _dockerignore(project, image):
         if text is not None:
             return DockerIgnore(text.decode("utf-8", errors="replace"), path)
     return DockerIgnore("", ".dockerignore")
-
-
-def select_context(project, context, patterns, ignore):
-    """(kind, mode, oid, path) of what COPY/ADD sources select in ``context``, after ``ignore``.
-
-    ``patterns`` are (pattern, parents) pairs: `COPY --parents` sources match differently. Sorted by path.
-    Whole directories untouched by ``ignore`` appear once, as their tree.
-    """
-    if not patterns:
-        return []
-    selected = []
-
-    def selected_whole(rel):
-        return any(source_selects(p, rel, parents=parents) for p, parents in patterns)
-
-    def visit(rel):
-        for entry in project.list_tree(join_path(context, rel) if rel else context):
-            path = f"{rel}/{entry.path}" if rel else entry.path
-            if entry.type == "tree":
-                if not any(source_may_select_under(p, path, parents=parents) for p, parents in patterns):
-                    continue
-                if not selected_whole(path):
-                    visit(path)
-                elif not ignore.may_affect(path):
-                    selected.append(("tree", entry.mode, entry.oid, path))
-                else:  # selected, but .dockerignore may drop files below: look at each, in one git call
-                    for item in project.list_recursive(join_path(context, path)):
-                        inner = f"{path}/{item.path}"
-                        if not ignore.ignored(inner):
-                            selected.append((item.type, item.mode, item.oid, inner))
-            elif selected_whole(path) and not ignore.ignored(path):
-                selected.append((entry.type, entry.mode, entry.oid, path))
-
-    root = project.entry(context) if context else project.entry("")
-    if root is None or root.type != "tree":
-        raise ConvergeError(f"context '{context}' is not a directory in the converged tree")
-    if (".", False) in patterns and not ignore.may_affect(""):
-        return [("tree", root.mode, root.oid, ".")]
-    visit("")
-    return sorted(selected, key=lambda item: item[3])
-
-
-def _context_add_files(project, image, label):
-    """(path, sha256) of contextAddFiles read from the working tree; directories are walked."""
-    result = []
-    for rel in image.context_add_files:
-        full = os.path.join(project.path, image.context, rel)
-        if not os.path.exists(full):
-            raise ConvergeError(f"{label}: contextAddFiles entry '{rel}' does not exist in "
-                                f"{os.path.join(image.context or '.', rel)}", field="contextAddFiles")
-        files = [full] if os.path.isfile(full) else sorted(
-            os.path.join(dirpath, name) for dirpath, _dirs, names in os.walk(full) for name in names)
-        for path in files:
-            with open(path, "rb") as handle:
-                sha = hashlib.sha256(handle.read()).hexdigest()
-            result.append((os.path.relpath(path, os.path.join(project.path, image.context)), sha))
-    return sorted(result)
 
 
 SYMLINK_MODE = "120000"

@@ -650,3 +650,12 @@ def source_may_select_under(pattern: str, dir_path: str, *, parents: bool = Fals
     if any(glob_match(wildcard, p) for p in _self_and_ancestors(below)):
         return True
     return _Automaton(_glob_tokens(wildcard)).viable_after(below + "/")
+
+
+def glob_may_match_below(pattern: str, dir_path: str) -> bool:
+    """Could the wildcard part ``pattern`` of a COPY source (Go ``filepath.Match`` syntax) match some path
+    strictly below ``dir_path``? (Conservative; used to prune the walk over a directory.)"""
+    try:
+        return _Automaton(_glob_tokens(pattern)).viable_after(dir_path + "/")
+    except (_BadPattern, IndexError):
+        return True

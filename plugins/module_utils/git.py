@@ -156,6 +156,10 @@ class GitProject:
             return None
         return self.repo.odb.stream(bytes.fromhex(found.oid)).read()
 
+    def read_object(self, oid):
+        """Content of the blob ``oid`` (hex): a file's bytes or a symlink's target."""
+        return self.repo.odb.stream(bytes.fromhex(oid)).read()
+
     def read_text(self, path):
         """Like read_blob, decoded as UTF-8."""
         data = self.read_blob(path)

@@ -184,8 +184,8 @@ def _docker_factory(params):
     return factory
 
 
-def plan(project, images, wanted):
-    """Check the given image dicts against the commit; return them with names to consider."""
+def plan(project, images):
+    """Check the given image dicts against the commit; return the commit's ImageDigests by name."""
     digests = {d.name: d for d in compute_digests(project.git, project.config)}
     for image in images:
         ours = digests.get(image.get("name"))
@@ -198,7 +198,7 @@ def plan(project, images, wanted):
                                 "another commit or dev mode setting")
         if not image.get("ref"):
             raise ConvergeError(f"image '{image['name']}' has no registry reference; run image_digest with `repo`")
-    return [image for image in images if image["name"] in wanted]
+    return digests
 
 
 def main():
@@ -230,7 +230,7 @@ def main():
     wanted = {p["image"]["name"]} if p["image"] else {i.get("name") for i in images}
     try:
         project = load_project(p["project_dir"], p["config"], p["revision"], p["dev"], p["env"])
-        plan(project, images, wanted)
+        digests = plan(project, images)
         with client_from_params(p) as registry:
             present, _missing = registry.lookup([image["ref"] for image in images])
         for image in images:
@@ -245,11 +245,8 @@ def main():
                         "manifest_digest": i["manifest_digest"], "log": []} for i in images if i["name"] in wanted]
             module.exit_json(changed=bool(to_build), images=results, built=to_build)
 
-        config_by_name = {image.name: image for image in project.config.images}
-
         def make_context(image):
-            label = f"{project.config.path}: image '{image['name']}'"
-            return build_context(project.git, config_by_name[image["name"]], label)
+            return build_context(project.git, digests[image["name"]])
 
         def auth_config_for(ref):
             creds = credentials_from_params(p, parse_reference(ref).registry)

@@ -142,7 +142,7 @@ def test_uncommitted_changes_count_only_in_dev_mode(repo):
 def test_explain_lists_inputs(repo):
     backend = digests(repo)["backend"]
     inputs = backend.as_dict(explain=True)["inputs"]
-    assert inputs[0] == "berth-digest-version 1"
+    assert inputs[0] == "berth-digest-version 2"
     assert "arg MODE=prod" in inputs
     assert not any("UNUSED" in line for line in inputs)
     assert any(line.startswith("import ImageName BASE_IMAGE <- base ") for line in inputs)
