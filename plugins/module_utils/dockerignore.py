@@ -21,6 +21,7 @@ Paths are relative to the build context, ``/``-separated, without a leading ``/`
 
 from __future__ import annotations
 
+import functools
 import re
 
 from dataclasses import dataclass
@@ -224,6 +225,7 @@ def _class_char(chunk: str, i: int) -> tuple[str, int]:
 #   ("dirs",)                (.*/)? -- zero or more leading directories
 #   ("any",)                 .* at the end of a pattern
 #   ("class", neg, ranges)   a bracket expression
+#   ("rep", token)           zero or more characters each accepted by token (Go: [[^/]* and the like)
 
 
 def _parse_class(pattern: str, i: int, strict: bool = False) -> tuple[tuple, int]:
@@ -290,6 +292,8 @@ def _token_regex(token: tuple) -> str:
         return "(?:[^\\n]*/)?"
     if kind == "any":
         return "[^\\n]*"
+    if kind == "rep":
+        return f"(?:{_token_regex(token[1])})*"
     ranges = "".join(re.escape(low) if low == high else f"{re.escape(low)}-{re.escape(high)}"
                      for low, high in token[2])
     return f"[{'^' if token[1] else ''}{ranges}]"
@@ -312,7 +316,7 @@ class _Automaton:
             index, inside = todo.pop()
             if inside or index == len(self.tokens):
                 continue
-            if self.tokens[index][0] in ("star", "dirs", "any"):
+            if self.tokens[index][0] in ("star", "dirs", "any", "rep"):
                 skipped = (index + 1, False)
                 if skipped not in states:
                     states.add(skipped)
@@ -336,6 +340,9 @@ class _Automaton:
                     following.add((index, False))
             elif kind == "any":
                 if char != "\n":
+                    following.add((index, False))
+            elif kind == "rep":
+                if _token_accepts(self.tokens[index][1], char):
                     following.add((index, False))
             elif _token_accepts(self.tokens[index], char):
                 following.add((index + 1, False))
@@ -382,6 +389,7 @@ class _Pattern:
     exclusion: bool
     kind: str
     automaton: _Automaton | None
+    regex: re.Pattern | None = None
 
     def matches(self, path: str) -> bool:
         if self.kind == "exact":
@@ -391,7 +399,7 @@ class _Pattern:
         if self.kind == "suffix":
             suffix = self.text[2:]
             return path.endswith(suffix) or (suffix.startswith("/") and path == suffix[1:])
-        return self.automaton.accepts(path)
+        return self.regex.search(path) is not None
 
     def may_match_below(self, dir_path: str) -> bool:
         """Could this pattern match some path strictly below ``dir_path`` (``""`` = root)?"""
@@ -403,7 +411,7 @@ class _Pattern:
         if self.kind == "prefix":
             prefix = self.text[:-2]
             return prefix.startswith(below) or below.startswith(prefix)
-        if self.kind == "suffix":
+        if self.kind == "suffix" or self.automaton is None:
             return True
         return self.automaton.viable_after(below)
 
@@ -413,50 +421,398 @@ class _Pattern:
 
 
 def _compile_pattern(text: str, exclusion: bool, strict: bool = False) -> _Pattern:
-    """Port of ``Pattern.compile``: classify the pattern and build its tokens."""
-    tokens: list[tuple] = []
+    """Port of ``Pattern.compile``: classify the pattern and, for a regexp, compile what Go compiles.
+
+    patternmatcher turns the pattern into a Go regexp *source* (``*`` -> ``[^/]*``, ``?`` -> ``[^/]``,
+    ``**`` -> ``(.*/)?``, ``[``/``]``/``\\x``/``^`` passed through) and Go's RE2 parser reads it: so
+    ``[*]`` is the class ``[[^/]`` repeated and then a ``]``, ``\\d`` is a digit and ``[[:alpha:]]`` a
+    letter. :class:`_Re2` reads the source as RE2 does. A regexp Go cannot compile raises _BadPattern
+    (Go reports it when the pattern is first used; ``strict`` is kept for callers' clarity).
+    """
+    kind, automaton, regex = _compiled(text)
+    return _Pattern(text=text, exclusion=exclusion, kind=kind, automaton=automaton, regex=regex)
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str) -> tuple:
+    """(kind, automaton or None, Python regex or None) of a pattern; cached: the same patterns are
+    compiled again and again (COPY --parents sources, the ignore files of several images)."""
+    kind, source = _go_regex_source(text)
+    if kind != "regex":
+        return kind, None, None
+    nodes = _Re2(source).parse()
+    tokens = _automaton_tokens(nodes)
+    return kind, _Automaton(tokens) if tokens is not None else None, re.compile(_python_regex(nodes), re.ASCII)
+
+
+def _go_regex_source(text: str) -> tuple[str, str]:
+    """``Pattern.compile``'s match type and Go regexp source for ``text`` (Unix separator)."""
+    reg = ["^"]
     kind = "exact"
     i = 0
+    iteration = 0
     while i < len(text):
         char = text[i]
-        if char == "*" and text[i + 1:i + 2] == "*":
-            start = i
-            i += 2
-            if text[i:i + 1] == "/":
+        i += 1
+        if char == "*":
+            if text[i:i + 1] == "*":
                 i += 1
-            if i == len(text):
-                if kind == "exact":
-                    kind = "prefix"
+                if text[i:i + 1] == "/":
+                    i += 1
+                if i == len(text):
+                    if kind == "exact":
+                        kind = "prefix"
+                    else:
+                        reg.append(".*")
+                        kind = "regex"
                 else:
-                    tokens.append(("any",))
+                    reg.append("(.*/)?")
                     kind = "regex"
+                if iteration == 0:
+                    kind = "suffix"
             else:
-                tokens.append(("dirs",))
+                reg.append("[^/]*")
                 kind = "regex"
-            if start == 0:
-                kind = "suffix"
-            continue
-        if char in "*?":
-            tokens.append(("star",) if char == "*" else ("one",))
+        elif char == "?":
+            reg.append("[^/]")
             kind = "regex"
-        elif char == "[":
-            token, i = _parse_class(text, i, strict)
-            tokens.append(token)
-            kind = "regex"
-            continue
-        elif char == "\\" and i + 1 < len(text):
-            i += 1
-            tokens.append(("lit", text[i]))
-            kind = "regex"
-        elif char == "]":
-            # A stray "]" is literal, but Go still switches to a regexp (no suffix shortcut).
-            tokens.append(("lit", char))
+        elif char in _REGEX_ESCAPED:
+            reg.append("\\" + char)
+        elif char == "\\":
+            if i < len(text):
+                reg.append("\\" + text[i])
+                i += 1
+                kind = "regex"
+            else:
+                reg.append("\\")
+        elif char in "[]":
+            reg.append(char)
             kind = "regex"
         else:
-            tokens.append(("lit", char))
-        i += 1
-    automaton = _Automaton(tokens) if kind == "regex" else None
-    return _Pattern(text=text, exclusion=exclusion, kind=kind, automaton=automaton)
+            reg.append(char)
+        iteration += 1
+    if kind == "regex":
+        reg.append("$")
+    return kind, "".join(reg)
+
+
+# ---------------------------------------------------------------------------
+# Go regexp/syntax (Perl flags, as regexp.Compile) for the sources patternmatcher writes.
+# Nodes: ("char", ranges) one character in ranges ((lo, hi) code points, sorted, merged);
+# ("assert", "begin" | "end" | "word" | "nonword"); ("group", nodes); ("rep", node, min, max).
+
+_MAX_RUNE = 0x10FFFF
+_PERL_CLASSES = {"d": ((48, 57),), "s": ((9, 10), (12, 13), (32, 32)),
+                 "w": ((48, 57), (65, 90), (95, 95), (97, 122))}
+_POSIX_CLASSES = {
+    "alnum": ((48, 57), (65, 90), (97, 122)), "alpha": ((65, 90), (97, 122)), "ascii": ((0, 127),),
+    "blank": ((9, 9), (32, 32)), "cntrl": ((0, 31), (127, 127)), "digit": ((48, 57),),
+    "graph": ((33, 126),), "lower": ((97, 122),), "print": ((32, 126),),
+    "punct": ((33, 47), (58, 64), (91, 96), (123, 126)), "space": ((9, 13), (32, 32)),
+    "upper": ((65, 90),), "word": ((48, 57), (65, 90), (95, 95), (97, 122)),
+    "xdigit": ((48, 57), (65, 70), (97, 102)),
+}
+_UNICODE_CACHE: dict[str, tuple] = {}
+
+
+def _merge(ranges) -> tuple:
+    merged: list[list[int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return tuple((low, high) for low, high in merged)
+
+
+def _negate(ranges) -> tuple:
+    result, start = [], 0
+    for low, high in _merge(ranges):
+        if low > start:
+            result.append((start, low - 1))
+        start = high + 1
+    if start <= _MAX_RUNE:
+        result.append((start, _MAX_RUNE))
+    return tuple(result)
+
+
+def _unicode_ranges(name: str) -> tuple:
+    """Go's unicode tables by name: Any and the general categories (scripts are not supported)."""
+    import unicodedata
+
+    if name == "Any":
+        return ((0, _MAX_RUNE),)
+    found = _UNICODE_CACHE.get(name)
+    if found is not None:
+        return found
+    if not (len(name) in (1, 2) and name[0] in "CLMNPSZ"):
+        raise _BadPattern(f"Unicode class \\p{{{name}}} is not supported by berth.converge")
+    ranges = []
+    for code in range(_MAX_RUNE + 1):
+        category = unicodedata.category(chr(code))
+        if category == name or (len(name) == 1 and category[0] == name and category != "Cn"):
+            ranges.append((code, code))
+    if not ranges:
+        raise _BadPattern(f"invalid character class range \\p{{{name}}}")
+    _UNICODE_CACHE[name] = _merge(ranges)
+    return _UNICODE_CACHE[name]
+
+
+def _isalnum(char: str) -> bool:
+    return char.isascii() and char.isalnum()
+
+
+class _Re2:
+    """The part of Go's regexp/syntax parser that patternmatcher's sources can reach."""
+
+    def __init__(self, source: str):
+        self.t = source
+
+    def parse(self) -> list:
+        stack: list[list] = [[]]
+        last_repeat = False
+        while self.t:
+            char = self.t[0]
+            repeat = False
+            if char == "(":
+                self.t = self.t[1:]
+                stack.append([])
+            elif char == ")":
+                if len(stack) == 1:
+                    raise _BadPattern("unexpected )")
+                self.t = self.t[1:]
+                inner = stack.pop()
+                stack[-1].append(("group", inner))
+            elif char in "*+?":
+                self.t = self.t[1:]
+                current = stack[-1]
+                if not current:
+                    raise _BadPattern("missing argument to repetition operator")
+                if last_repeat:
+                    raise _BadPattern("invalid nested repetition operator")
+                low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
+                current[-1] = ("rep", current[-1], low, high)
+                if self.t.startswith("?"):   # non-greedy: the same set of whole matches
+                    self.t = self.t[1:]
+                repeat = True
+            elif char == "^":
+                self.t = self.t[1:]
+                stack[-1].append(("assert", "begin"))
+            elif char == "$":
+                self.t = self.t[1:]
+                stack[-1].append(("assert", "end"))
+            elif char == ".":
+                self.t = self.t[1:]
+                stack[-1].append(("char", ((0, 9), (11, _MAX_RUNE))))
+            elif char == "[":
+                stack[-1].append(("char", self._class()))
+            elif char == "\\":
+                stack[-1].extend(self._backslash())
+            else:
+                self.t = self.t[1:]
+                stack[-1].append(("char", ((ord(char), ord(char)),)))
+            last_repeat = repeat
+        if len(stack) != 1:
+            raise _BadPattern("missing closing )")
+        return stack[0]
+
+    def _backslash(self) -> list:
+        following = self.t[1:2]
+        if following in ("A", "z"):
+            self.t = self.t[2:]
+            return [("assert", "begin" if following == "A" else "end")]
+        if following in ("b", "B"):
+            self.t = self.t[2:]
+            return [("assert", "word" if following == "b" else "nonword")]
+        if following == "C":
+            raise _BadPattern("invalid escape sequence: \\C")
+        if following == "Q":
+            literal, _sep, rest = self.t[2:].partition("\\E")
+            self.t = rest
+            return [("char", ((ord(c), ord(c)),)) for c in literal]
+        ranges = self._unicode_class() or self._perl_class()
+        if ranges is not None:
+            return [("char", ranges)]
+        code = self._escape()
+        return [("char", ((code, code),))]
+
+    def _unicode_class(self):
+        if not self.t.startswith(("\\p", "\\P")):
+            return None
+        negated = self.t[1] == "P"
+        rest = self.t[2:]
+        if rest[:1] != "{":
+            name, self.t = rest[:1], rest[1:]
+        else:
+            end = rest.find("}")
+            if end < 0:
+                raise _BadPattern("invalid character class range")
+            name, self.t = rest[1:end], rest[end + 1:]
+        if name.startswith("^"):
+            negated, name = not negated, name[1:]
+        if not name:
+            raise _BadPattern("invalid character class range")
+        ranges = _unicode_ranges(name)
+        return _negate(ranges) if negated else ranges
+
+    def _perl_class(self):
+        letter = self.t[1:2]
+        if len(self.t) < 2 or letter.lower() not in _PERL_CLASSES:
+            return None
+        self.t = self.t[2:]
+        ranges = _PERL_CLASSES[letter.lower()]
+        return _negate(ranges) if letter.isupper() else ranges
+
+    def _escape(self) -> int:
+        """parseEscape: one escaped character at ``self.t`` (which starts with a backslash)."""
+        t = self.t[1:]
+        if not t:
+            raise _BadPattern("trailing backslash at end of expression")
+        char, t = t[0], t[1:]
+        if char.isascii() and not _isalnum(char):
+            self.t = t
+            return ord(char)
+        if char in "1234567" and (not t or t[0] not in "01234567"):
+            raise _BadPattern("invalid escape sequence")
+        if char in "01234567":
+            code = ord(char) - 48
+            for _digit in range(2):
+                if not t or t[0] not in "01234567":
+                    break
+                code, t = code * 8 + ord(t[0]) - 48, t[1:]
+            self.t = t
+            return code
+        if char == "x":
+            if t[:1] == "{":
+                end = t.find("}")
+                digits = t[1:end] if end > 0 else ""
+                if not digits or any(d not in "0123456789abcdefABCDEF" for d in digits) or \
+                        int(digits, 16) > _MAX_RUNE:
+                    raise _BadPattern("invalid escape sequence")
+                self.t = t[end + 1:]
+                return int(digits, 16)
+            digits = t[:2]
+            if len(digits) < 2 or any(d not in "0123456789abcdefABCDEF" for d in digits):
+                raise _BadPattern("invalid escape sequence")
+            self.t = t[2:]
+            return int(digits, 16)
+        simple = {"a": 7, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
+        if char in simple:
+            self.t = t
+            return simple[char]
+        raise _BadPattern("invalid escape sequence")
+
+    def _class(self) -> tuple:
+        self.t = self.t[1:]
+        negated = self.t.startswith("^")
+        if negated:
+            self.t = self.t[1:]
+        ranges: list = []
+        first = True
+        while not self.t or self.t[0] != "]" or first:
+            first = False
+            if len(self.t) > 2 and self.t.startswith("[:"):
+                end = self.t.find(":]", 2)
+                if end >= 0:
+                    name = self.t[2:end]
+                    self.t = self.t[end + 2:]
+                    group_negated = name.startswith("^")
+                    group = _POSIX_CLASSES.get(name[1:] if group_negated else name)
+                    if group is None:
+                        raise _BadPattern("invalid character class range")
+                    ranges.extend(_negate(group) if group_negated else group)
+                    continue
+            found = self._unicode_class() if self.t.startswith("\\") else None
+            if found is None and self.t.startswith("\\"):
+                found = self._perl_class()
+            if found is not None:
+                ranges.extend(found)
+                continue
+            low = self._class_char()
+            high = low
+            if len(self.t) >= 2 and self.t[0] == "-" and self.t[1] != "]":
+                self.t = self.t[1:]
+                high = self._class_char()
+                if high < low:
+                    raise _BadPattern("invalid character class range")
+            ranges.append((low, high))
+        self.t = self.t[1:]
+        return _negate(ranges) if negated else _merge(ranges)
+
+    def _class_char(self) -> int:
+        if not self.t:
+            raise _BadPattern("missing closing ]")
+        if self.t[0] == "\\":
+            return self._escape()
+        char, self.t = self.t[0], self.t[1:]
+        return ord(char)
+
+
+def _python_regex(nodes: list) -> str:
+    """The Python ``re`` source (compiled with re.ASCII) matching what Go's regexp does for ``nodes``."""
+    out = []
+    for node in nodes:
+        kind = node[0]
+        if kind == "char":
+            out.append(_python_class(node[1]))
+        elif kind == "assert":
+            out.append({"begin": "\\A", "end": "\\Z", "word": "\\b", "nonword": "\\B"}[node[1]])
+        elif kind == "group":
+            out.append(f"(?:{_python_regex(node[1])})")
+        else:
+            _rep, inner, low, high = node
+            body = _python_regex([inner])
+            out.append(f"(?:{body})" + {(0, None): "*", (1, None): "+", (0, 1): "?"}[(low, high)])
+    return "".join(out)
+
+
+def _python_class(ranges: tuple) -> str:
+    if not ranges:
+        return "(?!)"
+    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return re.escape(chr(ranges[0][0]))
+    negated = ranges[-1][1] == _MAX_RUNE   # written as [^...] of the complement: far cheaper to compile
+    body = _negate(ranges) if negated else ranges
+    return ("[^" if negated else "[") + "".join(
+        "\\U%08x" % low if low == high else "\\U%08x-\\U%08x" % (low, high) for low, high in body) + "]"
+
+
+_NOT_SLASH = _negate(((47, 47),))
+_ANY_BUT_NEWLINE = ((0, 9), (11, _MAX_RUNE))
+
+
+def _automaton_tokens(nodes: list) -> list | None:
+    """The automaton's tokens for ``nodes``, or None when it cannot express them (then the prefix
+    questions answer "maybe")."""
+    body = list(nodes)
+    if body[:1] == [("assert", "begin")]:
+        body = body[1:]
+    if body[-1:] == [("assert", "end")]:
+        body = body[:-1]
+    tokens: list = []
+    for index, node in enumerate(body):
+        if node[0] == "char":
+            tokens.append(_char_token(node[1]))
+        elif node == ("rep", ("group", [("rep", ("char", _ANY_BUT_NEWLINE), 0, None), ("char", ((47, 47),))]), 0, 1):
+            tokens.append(("dirs",))
+        elif node == ("rep", ("char", _ANY_BUT_NEWLINE), 0, None) and index == len(body) - 1:
+            tokens.append(("any",))
+        elif node[0] == "rep" and node[1][0] == "char" and (node[2], node[3]) == (0, None):
+            inner = _char_token(node[1][1])
+            tokens.append(("star",) if inner == ("one",) else ("rep", inner))
+        else:
+            return None
+    return tokens
+
+
+def _char_token(ranges: tuple) -> tuple:
+    if ranges == _NOT_SLASH:
+        return ("one",)
+    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return ("lit", chr(ranges[0][0]))
+    negated = ranges[-1][1] == _MAX_RUNE
+    body = _negate(ranges) if negated else ranges
+    return ("class", negated, tuple((chr(low), chr(high)) for low, high in body))
 
 
 def _new_pattern(raw: str, where: str) -> _Pattern:
