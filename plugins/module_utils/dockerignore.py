@@ -372,7 +372,9 @@ class _Automaton:
 # moby/patternmatcher
 
 
-_REGEX_ESCAPED = set(".+()|{}$")
+# patternmatcher means to escape .+()|{}$ but its bitmap (escapeBytes[b%8] & 1<<(b/8), a byte) drops every
+# character from 64 up: "|", "{" and "}" reach the regexp raw, so "a|b" is an alternation.
+_REGEX_ESCAPED = set(".+()$")
 
 
 @dataclass(frozen=True)
@@ -440,9 +442,10 @@ def _compiled(text: str) -> tuple:
     kind, source = _go_regex_source(text)
     if kind != "regex":
         return kind, None, None
-    nodes = _Re2(source).parse()
-    tokens = _automaton_tokens(nodes)
-    return kind, _Automaton(tokens) if tokens is not None else None, re.compile(_python_regex(nodes), re.ASCII)
+    alternatives = _Re2(source).parse()
+    tokens = _automaton_tokens(alternatives)
+    return kind, _Automaton(tokens) if tokens is not None else None, re.compile(
+        _python_alternatives(alternatives), re.ASCII)
 
 
 def _go_regex_source(text: str) -> tuple[str, str]:
@@ -569,52 +572,61 @@ class _Re2:
         self.t = source
 
     def parse(self) -> list:
-        stack: list[list] = [[]]
+        """The alternatives (lists of nodes) of the whole expression."""
+        levels: list[list[list]] = [[[]]]      # per open group: its alternatives, the last one being built
         last_repeat = False
         while self.t:
             char = self.t[0]
+            current = levels[-1][-1]
             repeat = False
             if char == "(":
                 self.t = self.t[1:]
-                stack.append([])
+                levels.append([[]])
             elif char == ")":
-                if len(stack) == 1:
+                if len(levels) == 1:
                     raise _BadPattern("unexpected )")
                 self.t = self.t[1:]
-                inner = stack.pop()
-                stack[-1].append(("group", inner))
-            elif char in "*+?":
+                alternatives = levels.pop()
+                levels[-1][-1].append(("group", alternatives))
+            elif char == "|":
                 self.t = self.t[1:]
-                current = stack[-1]
-                if not current:
-                    raise _BadPattern("missing argument to repetition operator")
-                if last_repeat:
-                    raise _BadPattern("invalid nested repetition operator")
-                low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
-                current[-1] = ("rep", current[-1], low, high)
+                levels[-1].append([])
+            elif char in "*+?" or (char == "{" and _repeat_bounds(self.t) is not None):
+                if char == "{":
+                    low, high, self.t = _repeat_bounds(self.t)
+                    if low < 0 or low > 1000 or (high is not None and (high > 1000 or low > high)):
+                        raise _BadPattern("invalid repeat count")
+                else:
+                    self.t = self.t[1:]
+                    low, high = {"*": (0, None), "+": (1, None), "?": (0, 1)}[char]
                 if self.t.startswith("?"):   # non-greedy: the same set of whole matches
                     self.t = self.t[1:]
+                if last_repeat:
+                    raise _BadPattern("invalid nested repetition operator")
+                if not current:
+                    raise _BadPattern("missing argument to repetition operator")
+                current[-1] = ("rep", current[-1], low, high)
                 repeat = True
             elif char == "^":
                 self.t = self.t[1:]
-                stack[-1].append(("assert", "begin"))
+                current.append(("assert", "begin"))
             elif char == "$":
                 self.t = self.t[1:]
-                stack[-1].append(("assert", "end"))
+                current.append(("assert", "end"))
             elif char == ".":
                 self.t = self.t[1:]
-                stack[-1].append(("char", ((0, 9), (11, _MAX_RUNE))))
+                current.append(("char", _ANY_BUT_NEWLINE))
             elif char == "[":
-                stack[-1].append(("char", self._class()))
+                current.append(("char", self._class()))
             elif char == "\\":
-                stack[-1].extend(self._backslash())
+                current.extend(self._backslash())
             else:
                 self.t = self.t[1:]
-                stack[-1].append(("char", ((ord(char), ord(char)),)))
+                current.append(("char", ((ord(char), ord(char)),)))
             last_repeat = repeat
-        if len(stack) != 1:
+        if len(levels) != 1:
             raise _BadPattern("missing closing )")
-        return stack[0]
+        return levels[0]
 
     def _backslash(self) -> list:
         following = self.t[1:2]
@@ -748,6 +760,32 @@ class _Re2:
         return ord(char)
 
 
+def _repeat_bounds(text: str):
+    """Go parseRepeat: (min, max or None, rest) of ``{n}``, ``{n,}``, ``{n,m}`` at the start of ``text``;
+    None when it is not one (then ``{`` is a literal). An over-large number gives -1."""
+    found = re.match(r"\{(0|[1-9][0-9]*|0[0-9]+)(?:(,)([0-9]*))?\}", text)
+    if found is None:
+        return None
+    low_text, comma, high_text = found.groups()
+
+    def number(digits):
+        if len(digits) >= 2 and digits[0] == "0":
+            return None
+        return -1 if len(digits) > 9 else int(digits)
+
+    low = number(low_text)
+    high = low if not comma else (None if high_text == "" else number(high_text))
+    if low is None or (comma and high_text and high is None):
+        return None
+    if high is not None and high < 0:
+        low = -1
+    return low, high, text[found.end():]
+
+
+def _python_alternatives(alternatives: list) -> str:
+    return "|".join(_python_regex(nodes) for nodes in alternatives)
+
+
 def _python_regex(nodes: list) -> str:
     """The Python ``re`` source (compiled with re.ASCII) matching what Go's regexp does for ``nodes``."""
     out = []
@@ -758,11 +796,11 @@ def _python_regex(nodes: list) -> str:
         elif kind == "assert":
             out.append({"begin": "\\A", "end": "\\Z", "word": "\\b", "nonword": "\\B"}[node[1]])
         elif kind == "group":
-            out.append(f"(?:{_python_regex(node[1])})")
+            out.append(f"(?:{_python_alternatives(node[1])})")
         else:
             _rep, inner, low, high = node
             body = _python_regex([inner])
-            out.append(f"(?:{body})" + {(0, None): "*", (1, None): "+", (0, 1): "?"}[(low, high)])
+            out.append(f"(?:{body}){{{low},{'' if high is None else high}}}")
     return "".join(out)
 
 
@@ -781,10 +819,12 @@ _NOT_SLASH = _negate(((47, 47),))
 _ANY_BUT_NEWLINE = ((0, 9), (11, _MAX_RUNE))
 
 
-def _automaton_tokens(nodes: list) -> list | None:
-    """The automaton's tokens for ``nodes``, or None when it cannot express them (then the prefix
+def _automaton_tokens(alternatives: list) -> list | None:
+    """The automaton's tokens for the expression, or None when it cannot express them (then the prefix
     questions answer "maybe")."""
-    body = list(nodes)
+    if len(alternatives) != 1:
+        return None
+    body = list(alternatives[0])
     if body[:1] == [("assert", "begin")]:
         body = body[1:]
     if body[-1:] == [("assert", "end")]:
@@ -793,7 +833,7 @@ def _automaton_tokens(nodes: list) -> list | None:
     for index, node in enumerate(body):
         if node[0] == "char":
             tokens.append(_char_token(node[1]))
-        elif node == ("rep", ("group", [("rep", ("char", _ANY_BUT_NEWLINE), 0, None), ("char", ((47, 47),))]), 0, 1):
+        elif node == ("rep", ("group", [[("rep", ("char", _ANY_BUT_NEWLINE), 0, None), ("char", ((47, 47),))]]), 0, 1):
             tokens.append(("dirs",))
         elif node == ("rep", ("char", _ANY_BUT_NEWLINE), 0, None) and index == len(body) - 1:
             tokens.append(("any",))

@@ -1,0 +1,5 @@
+module berth.converge/hack/conformance/patternmatcher
+
+go 1.22
+
+require github.com/moby/patternmatcher v0.6.1
