@@ -18,7 +18,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from ansible_collections.berth.converge.plugins.module_utils.config import dependency_order, join_path
-from ansible_collections.berth.converge.plugins.module_utils.context import read_added_files, select_context, source_specs
+from ansible_collections.berth.converge.plugins.module_utils.context import (
+    read_added_files, select_context, source_specs)
 from ansible_collections.berth.converge.plugins.module_utils.dockerfile import parse_dockerfile, resolve
 from ansible_collections.berth.converge.plugins.module_utils.dockerignore import DockerIgnore
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
