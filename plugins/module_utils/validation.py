@@ -64,7 +64,10 @@ def _repo(option, value):
     from ansible_collections.berth.converge.plugins.module_utils.registry import parse_reference
 
     _not_empty(option, value)
-    if "@" in value or ":" in value.rpartition("/")[2]:
+    # A registry root (host:port, images go to host:port/<image>) is no name:tag.
+    host, _colon, port = value.partition(":")
+    registry_root = "/" not in value and port.isdigit() and ("." in host or host == "localhost")
+    if "@" in value or (":" in value.rpartition("/")[2] and not registry_root):
         _fail(option, value, "must be a repository without a tag or digest (e.g. registry.example.com/shop): "
                              "tags are the images' content digests")
     try:

@@ -297,7 +297,7 @@ def test_two_ansible_processes_wait_for_each_other(kube_api, namespace, crd_grou
         args = json.dumps(module_args(chart(crd_group, value=value), namespace, localenv))
         procs.append(subprocess.Popen([str(ANSIBLE), "localhost", "-m", "berth.converge.release_apply", "-a", args],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
-    time.sleep(4)  # both modules are waiting by now
+    time.sleep(15)  # both modules are waiting by now, even on a loaded 2-core machine (ansible starts in 1-8 s)
     holder.release()
     outputs = [proc.communicate(timeout=300)[0] for proc in procs]
     results = [json.loads(out.partition(" => ")[2]) for out in outputs]
