@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: venv env-up env-down demo test sanity unit integration bench collection clean
+.PHONY: venv env-up env-down demo test lint sanity unit integration bench collection clean
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt test-requirements.txt
@@ -26,7 +26,14 @@ demo: venv
 test: venv
 	@set -e; hack/localenv up; trap 'hack/localenv down' EXIT; \
 	eval "$$(hack/localenv env)"; \
-	$(MAKE) --no-print-directory sanity unit integration
+	$(MAKE) --no-print-directory lint sanity unit integration
+
+# ansible-lint resolves the role's berth.converge.* modules through a collections path that holds this tree.
+lint: venv
+	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; mkdir -p "$$dir/ansible_collections/berth"; \
+	ln -s "$(CURDIR)" "$$dir/ansible_collections/berth/converge"; \
+	ANSIBLE_COLLECTIONS_PATH="$$dir" ansible-lint --offline --profile production; \
+	antsibull-changelog lint
 
 sanity: venv
 	hack/sanity

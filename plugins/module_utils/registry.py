@@ -20,7 +20,6 @@ import shutil
 import subprocess
 import threading
 import time
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -30,10 +29,8 @@ from ansible_collections.berth.converge.plugins.module_utils.errors import Conve
 try:
     import requests
     from requests.adapters import HTTPAdapter
-except ImportError:  # reported by the modules with missing_required_lib
-    REQUESTS_IMPORT_ERROR = traceback.format_exc()
-else:
-    REQUESTS_IMPORT_ERROR = None
+except ImportError:  # reported by the modules (requirements.check_libraries)
+    requests = HTTPAdapter = None
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"

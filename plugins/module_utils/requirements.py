@@ -15,12 +15,17 @@ LIBRARIES = {
     "kubernetes": "kubernetes",
     "requests": "requests",
     "jinja2": "Jinja2",
+    "cryptography": "cryptography",
+    "urllib3": "urllib3",
 }
+
+# What the modules that talk to the Kubernetes API import (PyYAML for the release records' manifests).
+KUBE_LIBRARIES = ("kubernetes", "urllib3", "yaml")
 
 
 def missing_libraries(*import_names):
     """Distribution names of the libraries among ``import_names`` that cannot be imported."""
-    return [LIBRARIES[name] for name in import_names if importlib.util.find_spec(name) is None]
+    return [LIBRARIES[name] for name in dict.fromkeys(import_names) if importlib.util.find_spec(name) is None]
 
 
 def check_libraries(module, *import_names):

@@ -188,6 +188,11 @@ notes:
 seealso:
   - module: berth.converge.image_digest
   - module: berth.converge.release_apply
+requirements:
+  - PyYAML >= 6.0
+  - GitPython >= 3.1.30
+  - Jinja2 >= 3.1
+  - cryptography >= 3.1 (werf secret values)
 author:
   - berth.converge contributors (!UNKNOWN)
 """
@@ -273,12 +278,12 @@ commit:
       sample: 1642780299
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.render import RenderOptions, render_chart
+from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
+from ansible_collections.berth.converge.plugins.module_utils.secret_data import Hidden, SecretDataModule
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 ARGUMENT_SPEC = dict(
@@ -295,8 +300,8 @@ ARGUMENT_SPEC = dict(
     values_files=dict(type="list", elements="str", default=[]),
     secret_values_files=dict(type="list", elements="str", default=[], no_log=False),
     secret_key=dict(type="str", no_log=True),
-    set=dict(type="dict", default={}),
-    set_string=dict(type="dict", default={}),
+    set=dict(type="dict", default={}, no_log=True),  # may hold Ansible Vault values; never shown
+    set_string=dict(type="dict", default={}, no_log=True),
     allow_empty=dict(type="bool", default=False),
     helm_binary=dict(type="str", default="helm"),
     project=dict(type="str"),
@@ -323,8 +328,11 @@ def cluster_reader(params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = SecretDataModule(argument_spec=ARGUMENT_SPEC, secret_data={"set": Hidden, "set_string": Hidden},
+                              supports_check_mode=True)
     validate_module_params(module)
+    check_libraries(module, "yaml", "git", "jinja2", "cryptography",
+                    *(KUBE_LIBRARIES if module.params["use_cluster"] else ()))
     try:
         result = render_chart(render_options(module.params))
     except ConvergeError as exc:

@@ -19,6 +19,10 @@ description:
   - Images get OCI labels recording the project, the commit and the digest.
   - A failed build fails with the Dockerfile step and the last lines of its log. A failed push is retried with
     backoff; registries create a tag only once the whole image is uploaded, so a failed push leaves no tag.
+requirements:
+  - PyYAML >= 6.0
+  - GitPython >= 3.1.30
+  - requests >= 2.28
 author:
   - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:

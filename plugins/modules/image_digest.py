@@ -17,6 +17,9 @@ description:
     COPY/ADD instructions select after C(.dockerignore), C(contextAddFiles), cache versions and platform.
     See C(docs/image-digests.md) for the algorithm and its version.
   - The same commit gives the same digests on any machine and clone.
+requirements:
+  - PyYAML >= 6.0
+  - GitPython >= 3.1.30
 author:
   - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:

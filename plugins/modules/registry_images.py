@@ -110,13 +110,13 @@ images:
       sample: sha256:4f8ad1c1fb3b1a0cfd2a4e7d7c0dd2a5b5c1d8d8e9f0a1b2c3d4e5f6a7b8c9d0
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
-from ansible_collections.berth.converge.plugins.module_utils.registry import (
-    REQUESTS_IMPORT_ERROR, client_from_params)
+from ansible_collections.berth.converge.plugins.module_utils.registry import client_from_params
+from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
@@ -154,8 +154,7 @@ def main():
         supports_check_mode=True,
     )
     validate_module_params(module)
-    if REQUESTS_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    check_libraries(module, "requests")
     p = module.params
     try:
         refs = [reference_of(item, index) for index, item in enumerate(p["refs"])]

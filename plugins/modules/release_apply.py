@@ -163,6 +163,8 @@ options:
     type: path
 requirements:
   - kubernetes (Python client) >= 28.1
+  - urllib3
+  - PyYAML >= 6.0
 seealso:
   - module: berth.converge.chart_render
   - module: berth.converge.release_track
@@ -327,39 +329,25 @@ diff:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
-from ansible_collections.berth.converge.plugins.module_utils.kube.apply import mask_secrets
-from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import INSTALL_OR_UPGRADE
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
     ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
+from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
+from ansible_collections.berth.converge.plugins.module_utils.secret_data import Manifests, SecretDataModule
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
-def _masked(obj):
-    if not isinstance(obj, dict):
-        return obj
-    if not isinstance(obj.get("metadata") or {}, dict):  # malformed, rejected by validation: show no values
-        return {key: value for key, value in obj.items() if key not in ("data", "stringData")}
-    return mask_secrets(obj)
-
-
-def masked_invocation(params):
-    """The module arguments as Ansible reports them, with the values of Secret manifests masked."""
-    shown = dict(params)
-    shown["manifests"] = [_masked(obj) for obj in params["manifests"] or []]
-    return {"module_args": shown}
-
-
 def main():
-    module = AnsibleModule(
+    module = SecretDataModule(
         argument_spec=dict(
             state=dict(type="str", choices=["present", "absent"], default="present"),
-            manifests=dict(type="list", elements="dict"),
+            manifests=dict(type="list", elements="dict", no_log=True),  # Secrets; shown masked
             release=dict(type="str", required=True),
             namespace=dict(type="str", required=True),
             create_namespace=dict(type="bool", default=True),
@@ -374,13 +362,11 @@ def main():
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         required_if=[("state", "present", ["manifests"])],
+        secret_data={"manifests": Manifests},
         supports_check_mode=True,
     )
-    invocation = masked_invocation(module.params)
-    validate_module_params(module, invocation=invocation)
-    if KUBERNETES_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR,
-                         invocation=invocation)
+    validate_module_params(module)
+    check_libraries(module, *KUBE_LIBRARIES)
     p = module.params
     request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"],
                              hook_phase=INSTALL_OR_UPGRADE)
@@ -394,10 +380,10 @@ def main():
         else:
             result = apply_release(api_client(p), p["release"], p["namespace"], request, options)
     except ConvergeError as exc:
-        module.fail_json(msg=str(exc), invocation=invocation, **exc.details)
+        module.fail_json(msg=str(exc), **exc.details)
     for warning in result.pop("warnings"):
         module.warn(warning)
-    module.exit_json(invocation=invocation, **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

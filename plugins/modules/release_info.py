@@ -33,6 +33,8 @@ options:
     required: true
 requirements:
   - kubernetes (Python client) >= 28.1
+  - urllib3
+  - PyYAML >= 6.0
 seealso:
   - module: berth.converge.release_apply
   - module: berth.converge.release_rollback
@@ -116,13 +118,14 @@ deployed:
   sample: 3
 """
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
-from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import history, last_successful
+from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
@@ -136,8 +139,7 @@ def main():
         supports_check_mode=True,
     )
     validate_module_params(module)
-    if KUBERNETES_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    check_libraries(module, *KUBE_LIBRARIES)
     p = module.params
     try:
         revisions = history(api_client(p), p["release"], p["namespace"])

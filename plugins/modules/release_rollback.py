@@ -75,6 +75,8 @@ options:
     type: path
 requirements:
   - kubernetes (Python client) >= 28.1
+  - urllib3
+  - PyYAML >= 6.0
 seealso:
   - module: berth.converge.release_apply
   - module: berth.converge.release_info
@@ -138,14 +140,15 @@ diff:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
-from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import ApplyOptions
 from ansible_collections.berth.converge.plugins.module_utils.kube.rollback import rollback
+from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
@@ -165,8 +168,7 @@ def main():
         supports_check_mode=True,
     )
     validate_module_params(module)
-    if KUBERNETES_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    check_libraries(module, *KUBE_LIBRARIES)
     p = module.params
     options = ApplyOptions(force_conflicts=p["force_conflicts"], concurrency=p["concurrency"],
                            lock_timeout=p["lock_timeout"], check_mode=module.check_mode, diff=module._diff,

@@ -42,6 +42,10 @@ description:
     and, with O(progress_file), appended to a file as they happen so that a playbook or a terminal can
     follow them while the module runs.
   - Never reports C(changed).
+requirements:
+  - kubernetes (Python client) >= 28.1
+  - urllib3
+  - PyYAML >= 6.0
 author:
   - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -204,7 +208,7 @@ revision_marked:
   type: int
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
@@ -213,6 +217,8 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.client import 
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import is_hook
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import latest, set_revision_status
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track, tracking_plan
+from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
+from ansible_collections.berth.converge.plugins.module_utils.secret_data import Manifests, SecretDataModule
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
@@ -230,9 +236,9 @@ def mark_failed(api, params, reason):
 
 
 def main():
-    module = AnsibleModule(
+    module = SecretDataModule(
         argument_spec=dict(
-            resources=dict(type="list", elements="dict", required=True),
+            resources=dict(type="list", elements="dict", required=True, no_log=True),  # manifests; shown masked
             namespace=dict(type="str"),
             timeout=dict(type="int", default=300),
             release=dict(type="str"),
@@ -241,9 +247,11 @@ def main():
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         required_by={"release": "namespace", "revision": "release"},
+        secret_data={"resources": Manifests},
         supports_check_mode=True,
     )
     validate_module_params(module)
+    check_libraries(module, *KUBE_LIBRARIES)
     p = module.params
     resources = [item for item in p["resources"] if not is_hook(item)]
     api = None

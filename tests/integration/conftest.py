@@ -127,11 +127,11 @@ class ModuleRun(NamedTuple):
     rc: int
 
 
-def ansible_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=None):
+def ansible_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=None, interpreter=sys.executable):
     """Run ``berth.converge.<module>`` through `ansible localhost` as a user would."""
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")  # the one of this venv
     command = [ansible, "localhost", "-i", "localhost,", "-c", "local", "-m", f"berth.converge.{module}",
-               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={sys.executable}"]
+               "-a", json.dumps(args), "-e", f"ansible_python_interpreter={interpreter}"]
     if check_mode:
         command.append("--check")
     if diff:

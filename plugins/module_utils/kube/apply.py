@@ -288,8 +288,9 @@ def mask_secrets(obj):
     for key in ("data", "stringData"):
         if isinstance(out.get(key), dict):
             out[key] = {name: mask_value(value) for name, value in out[key].items()}
-    annotations = (out.get("metadata") or {}).get("annotations") or {}
-    if LAST_APPLIED_ANNOTATION in annotations:
+    metadata = out.get("metadata")
+    annotations = (metadata.get("annotations") if isinstance(metadata, dict) else None) or {}
+    if isinstance(annotations, dict) and LAST_APPLIED_ANNOTATION in annotations:
         annotations[LAST_APPLIED_ANNOTATION] = mask_value(annotations[LAST_APPLIED_ANNOTATION])
     return out
 

@@ -2,7 +2,7 @@
 # Copyright: berth.converge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Unit tests of kube/release.py and kube/rollback.py without a cluster: revision payloads, history
-queries, prune candidates, rollback targets, lease expiry, the masked module invocation."""
+queries, prune candidates, rollback targets, lease expiry."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from ansible_collections.berth.converge.plugins.module_utils.errors import Conve
 from ansible_collections.berth.converge.plugins.module_utils.kube import release
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import ResourceId
 from ansible_collections.berth.converge.plugins.module_utils.kube.rollback import rollback_target
-from ansible_collections.berth.converge.plugins.modules.release_apply import masked_invocation
 
 
 def revision(version, status, resources=(), manifests=()):
@@ -123,13 +122,3 @@ def test_locked_message_names_holder_and_since():
                        "last renewed T2); gave up after waiting 5 s")
     host, pid, token = lock.identity.split("/")
     assert host and pid.isdigit() and len(token) == 8
-
-
-def test_module_invocation_masks_secret_manifests():
-    params = {"release": "shop", "manifests": [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": "plain-pw"}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "visible"}}]}
-    shown = masked_invocation(params)["module_args"]
-    text = json.dumps(shown)
-    assert "plain-pw" not in text and "visible" in text
-    assert params["manifests"][0]["stringData"]["password"] == "plain-pw"

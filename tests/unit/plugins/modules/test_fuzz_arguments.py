@@ -53,13 +53,16 @@ def argument_spec(module):
         seen.update(kwargs)
         raise _Captured
 
-    original, code.AnsibleModule = code.AnsibleModule, capture
+    # Modules with secret-carrying options build a SecretDataModule, the others an AnsibleModule.
+    name = "SecretDataModule" if hasattr(code, "SecretDataModule") else "AnsibleModule"
+    original = getattr(code, name)
+    setattr(code, name, capture)
     try:
         code.main()
     except _Captured:
         pass
     finally:
-        code.AnsibleModule = original
+        setattr(code, name, original)
     return seen["argument_spec"]
 
 
