@@ -392,7 +392,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.apply import O
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import KUBERNETES_IMPORT_ERROR, api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import INSTALL_OR_UPGRADE
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
-    BERTH_VERSION, ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
+    WERF_VERSION, ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
 
 
 def masked_invocation(params):
@@ -435,16 +435,15 @@ def main():
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR,
                          invocation=invocation)
     p = module.params
-    werf_version = f"berth.converge/{BERTH_VERSION}"
     options = ApplyOptions(force_conflicts=p["force_conflicts"], prune=p["prune"], concurrency=p["concurrency"],
                            lock_timeout=p["lock_timeout"], create_namespace=p["create_namespace"],
                            check_mode=module.check_mode, diff=module._diff, timeout=p["timeout"],
                            progress_file=p["progress_file"], force_adoption=p["force_adoption"])
     try:
-        metadata = ObjectMetadata.werf(p["project"], p["env"], werf_version, p["add_labels"], p["add_annotations"])
+        metadata = ObjectMetadata.werf(p["project"], p["env"], WERF_VERSION, p["add_labels"], p["add_annotations"])
         request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"],
                                  hook_phase=INSTALL_OR_UPGRADE, crds=p["crds"], chart=p["chart"], metadata=metadata,
-                                 werf={"project": p["project"], "env": p["env"], "version": werf_version})
+                                 werf={"project": p["project"], "env": p["env"], "version": WERF_VERSION})
         if p["state"] == "absent":
             result = dismiss_release(api_client(p), p["release"], p["namespace"], options)
         else:

@@ -45,6 +45,8 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import Waiter
 
 BERTH_VERSION = "0.1.0"
+# The value of werf's werf.io/version annotation on the objects we apply.
+WERF_VERSION = f"berth.converge/{BERTH_VERSION}"
 DEPLOYED, FAILED, SUPERSEDED, PENDING = "deployed", "failed", "superseded", "pending"
 STATUSES = (DEPLOYED, FAILED, SUPERSEDED, PENDING)
 SUCCESSFUL = (DEPLOYED, SUPERSEDED)  # superseded revisions were deployed before a newer one
@@ -722,7 +724,7 @@ class ReleaseRequest:
     """
 
     def object_metadata(self):
-        return self.metadata or ObjectMetadata()
+        return self.metadata or ObjectMetadata.werf(version=WERF_VERSION)
 
     manifests: list
     images: list = None
