@@ -469,8 +469,11 @@ def convert_legacy_records(kube, release, namespace, revisions):
                  "berth_version": payload.get("berth_version"), "werf": None, "object_metadata": None,
                  "converted_from": revision.secret_name}
         moment = _parse_time(payload["time"]) if payload.get("time") else _now()
+        description = _legacy_description(payload.get("description"))
+        if revision.status == SUPERSEDED:  # described as when it was deployed, as Helm keeps it
+            description = _helm_description(berth["operation"], DEPLOYED, release, description)
         record = helm_record(release, namespace, revision.version, manifests=payload.get("manifests") or [],
-                             status=revision.status, description=_legacy_description(payload.get("description")),
+                             status=revision.status, description=description,
                              berth=berth, reason=payload.get("reason"), now=moment)
         labels = _labels(release, revision.version, revision.status, berth["operation"])
         try:
