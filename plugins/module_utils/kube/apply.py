@@ -529,11 +529,8 @@ class Applier:
 
     def _plan_one(self, item):
         live = self.kube.get_or_none(item.rtype.path(item.rid.namespace, item.rid.name))
-        if live is not None and not item.hook:
-            if not self.force_adoption:
-                self._check_ownership(item, live)
-            # Adopted: it becomes the release's as a whole, as werf adopts, whoever wrote its fields.
-            item.take_over = item.take_over or item.rid not in self.known
+        if live is not None and not item.hook and not self.force_adoption:
+            self._check_ownership(item, live)
         if live is not None and item.recreate:
             # It is deleted before it is created again, so its creation is what must be valid.
             return Planned(item.rid, item.api_version, CREATE, live, self._dry_run_create(item), item)

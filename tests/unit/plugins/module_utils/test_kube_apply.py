@@ -280,9 +280,11 @@ class FakeKube:
         return merged
 
 
-def _planned(kube, manifests, creatable=()):
+def _planned(kube, manifests, creatable=(), known=()):
     desired = apply.prepare(manifests, "rel", "shop", FakeMapper())
-    return apply.Applier(kube, FakeMapper(), "rel", "shop").plan(desired, creatable)
+    applier = apply.Applier(kube, FakeMapper(), "rel", "shop")
+    applier.known = frozenset(known)
+    return applier.plan(desired, creatable)
 
 
 def test_plan_writes_nothing_and_decides_each_action():
@@ -291,7 +293,7 @@ def test_plan_writes_nothing_and_decides_each_action():
     live = {f"/api/v1/namespaces/shop/configmaps/{d.rid.name}": d.obj for d in existing}
     kube = FakeKube(live)
     planned = _planned(kube, [obj("ConfigMap", "same", data={"a": "1"}), obj("ConfigMap", "old", data={"a": "2"}),
-                              obj("ConfigMap", "new", data={"a": "1"})])
+                              obj("ConfigMap", "new", data={"a": "1"})], known=[d.rid for d in existing])
     assert [(p.rid.name, p.action) for p in planned] == [("same", "unchanged"), ("old", "update"), ("new", "create")]
     writes = [r for r in kube.requests if r[0] != "GET"]
     assert writes and all(r[2]["dryRun"] == "All" for r in writes)
