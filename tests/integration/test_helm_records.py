@@ -264,7 +264,7 @@ HOOK = {"apiVersion": "v1", "kind": "ConfigMap",
 def test_metadata_of_werf_and_helm_and_adoption(namespace, kube_api, localenv):
     kube = Kube(kube_api)
     unowned = {**configmap("unowned", v="hand"), "metadata": {"name": "unowned", "labels": {"by": "hand"}}}
-    kube.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body=unowned)
+    kube.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", {"fieldManager": "kubectl-create"}, unowned)
     ours = {"name": "ours", "labels": {"app.kubernetes.io/managed-by": "Helm"},
             "annotations": {"meta.helm.sh/release-name": "meta", "meta.helm.sh/release-namespace": namespace}}
     kube.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body={**configmap("ours"), "metadata": ours})
