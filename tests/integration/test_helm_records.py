@@ -107,6 +107,13 @@ def release_secrets(kube_api, namespace):
             for s in items if s["type"] in ("helm.sh/release.v1", "berth.converge/release.v1")}
 
 
+def record(kube_api, namespace, release, version):
+    """The release JSON of a revision, decoded by hand as Helm stores it: base64 (the API's) of base64 of
+    gzip."""
+    secret = live(kube_api, namespace, "secrets", f"sh.helm.release.v1.{release}.v{version}")
+    return json.loads(gzip.decompress(base64.b64decode(base64.b64decode(secret["data"]["release"]))))
+
+
 def converge(project, registry, namespace, release, **more):
     """Run the converge playbook; returns (rc, output)."""
     extra = {"converge_project_dir": str(project), "converge_repo": f"{registry}/{namespace}",
@@ -125,9 +132,12 @@ def test_release_moves_from_helm_to_the_role_and_back(tmp_path, registry, namesp
     installed = uids(kube_api, namespace)
     assert all(installed.values()), installed
 
-    rc, output = converge(project, registry, namespace, release, converge_set={"greeting": "from-role"})
+    rc, output = converge(project, registry, namespace, release, converge_set={"greeting": "from-role"},
+                          converge_add_labels={"team": "harbour"}, converge_add_annotations={"owner": "ops"})
     assert rc == 0, output
     assert uids(kube_api, namespace) == installed  # adopted in place: nothing recreated
+    web = live(kube_api, namespace, "deployments", "web", "/apis/apps/v1")["metadata"]
+    assert (web["labels"]["team"], web["annotations"]["owner"]) == ("harbour", "ops")
     assert greeting(kube_api, namespace) == "from-role"
     commit(project, {".helm/values.yaml": "greeting: second\n"}, "second")
     rc, output = converge(project, registry, namespace, release)
@@ -136,6 +146,9 @@ def test_release_moves_from_helm_to_the_role_and_back(tmp_path, registry, namesp
         (1, "superseded", "harbour-0.3.0", "Install complete"),
         (2, "superseded", "harbour-0.3.0", "Upgrade complete"),
         (3, "deployed", "harbour-0.3.0", "Upgrade complete")]
+    helms, ours = (record(kube_api, namespace, release, version) for version in (1, 3))
+    assert set(helms) <= set(ours) and set(helms["info"]) == set(ours["info"]), (helms.keys(), ours.keys())
+    assert ours["berth"]["commit"]["hash"] and ours["chart"]["metadata"]["appVersion"] == "2.1"
     settings = live(kube_api, namespace, "configmaps", "settings")
     assert settings["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "Helm"}
     assert settings["metadata"]["annotations"] == {
@@ -370,6 +383,10 @@ def test_crds_of_the_chart_belong_to_no_release(tmp_path, namespace, kube_api, c
                for release in ("first", "second"))
 
     apply_release(kube_api, "first", namespace, ReleaseRequest([]), ApplyOptions(timeout=TIMEOUT))  # prunes all
+    # a release installed by berth.converge: helm upgrades it with the same chart, then uninstalls it
+    helm("upgrade", "second", str(project / ".helm"), "-n", namespace)
+    assert [row[:3] for row in helm_history("second", namespace)] == [
+        (1, "superseded", "crds-0.1.0"), (2, "deployed", "crds-0.1.0")]
     helm("uninstall", "second", "-n", namespace)
     for plural in ("widgets", "gadgets"):
         assert kube.get_or_none(f"{path}/{plural}.{crd_group}") is not None  # never deleted
