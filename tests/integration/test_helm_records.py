@@ -281,7 +281,7 @@ def test_metadata_of_werf_and_helm_and_adoption(namespace, kube_api, localenv):
     ours = {"name": "ours", "labels": {"app.kubernetes.io/managed-by": "Helm"},
             "annotations": {"meta.helm.sh/release-name": "meta", "meta.helm.sh/release-namespace": namespace}}
     kube.request("POST", f"/api/v1/namespaces/{namespace}/configmaps", body={**configmap("ours"), "metadata": ours})
-    manifests = [configmap("fresh", v="1"), configmap("ours", v="1"), configmap("unowned", v="chart"), HOOK]
+    manifests = [configmap("fresh", v="1"), HOOK, configmap("ours", v="1"), configmap("unowned", v="chart")]
     args = {"release": "meta", "namespace": namespace, "manifests": manifests, "project": "harbour", "env": "qa",
             "add_labels": {"team": "payments"}, "add_annotations": {"ci.example.com/pipeline": 42}}
 
@@ -307,6 +307,7 @@ def test_metadata_of_werf_and_helm_and_adoption(namespace, kube_api, localenv):
     assert hook["labels"] == {"team": "payments"}  # no ownership metadata on hooks, as Helm
     assert hook["annotations"] == {**HOOK["metadata"]["annotations"], **werf}
 
+    assert history(kube_api, "meta", namespace)[-1].manifests == manifests  # as given, the hook in its place
     status, result = module("release_apply", args, localenv)  # adopted: the next run needs no option
     assert status == "SUCCESS" and not result["changed"], result
 

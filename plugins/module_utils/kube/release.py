@@ -133,8 +133,11 @@ def from_helm_status(status):
 
 def manifest_text(manifests):
     """Helm's `manifest` field: each object as a YAML document after `---` and a `# Source:` line."""
-    return "".join(f"---\n# Source: {_source(obj)}\n{yaml_dump(obj, default_flow_style=False, sort_keys=False)}\n"
-                   for obj in manifests)
+    return "".join(f"---\n# Source: {_source(obj)}\n{_yaml(obj)}" for obj in manifests)
+
+
+def _yaml(obj):
+    return yaml_dump(obj, default_flow_style=False, sort_keys=False)
 
 
 def _source(obj):
@@ -145,7 +148,7 @@ def _helm_hook(manifest):
     """Helm's record of a hook manifest."""
     hook = helm_hooks.parse_hook(manifest)
     record = {"name": manifest["metadata"]["name"], "kind": manifest["kind"], "path": _source(manifest),
-              "manifest": yaml_dump(manifest, default_flow_style=False, sort_keys=False),
+              "manifest": _yaml(manifest),
               "events": list(hook.events) if hook else [],
               "last_run": {"started_at": "", "completed_at": "", "phase": ""}}
     if hook and hook.weight:
@@ -238,9 +241,10 @@ class Revision:
         record, info = self.record, self.record.get("info") or {}
         berth = record.get(BERTH_FIELD) or {}
         where = f"revision Secret {self.secret_name} in namespace {self.namespace}"
-        manifests = _parse_documents(record.get("manifest"), f"{where}, manifest")
-        for hook in record.get("hooks") or []:
-            manifests += _parse_documents(hook.get("manifest"), f"{where}, hook {hook.get('name')}")
+        resources = _parse_documents(record.get("manifest"), f"{where}, manifest")
+        hooks = [obj for hook in record.get("hooks") or []
+                 for obj in _parse_documents(hook.get("manifest"), f"{where}, hook {hook.get('name')}")]
+        manifests = _in_recorded_order(resources, hooks, berth.get("hook_positions"))
         description = info.get("description")
         return {"release": record.get("name"), "namespace": record.get("namespace"), "revision": self.version,
                 "status": self.status, "description": description, "operation": berth.get("operation"),
@@ -341,6 +345,8 @@ def helm_record(release, namespace, version, *, manifests, status, description, 
     resources, hooks = [], []
     for manifest in manifests:
         (hooks if helm_hooks.is_hook(manifest) else resources).append(manifest)
+    # Helm keeps hooks apart from the manifest; where they were lets the manifests come back as given.
+    berth = dict(berth, hook_positions=[i for i, m in enumerate(manifests) if helm_hooks.is_hook(m)])
     operation = berth["operation"]
     record = {"name": release, "namespace": namespace, "version": version,
               "info": {"first_deployed": first_deployed or _helm_time(now), "last_deployed": _helm_time(now),
@@ -388,7 +394,8 @@ def record_revision(api, release, namespace, *, manifests, images=None, commit=N
     berth = {"operation": operation, "commit": commit, "images": images or [], "resources": list(resources),
              "time": _iso(now), "updated": None, "reason": None, "berth_version": BERTH_VERSION,
              "werf": werf, "object_metadata": object_metadata}
-    first = next((r.record.get("info", {}).get("first_deployed") for r in revisions if not r.legacy), None)
+    # Helm carries the first deployment time from revision to revision.
+    first = (previous.record.get("info") or {}).get("first_deployed") if previous and not previous.legacy else None
     record = helm_record(release, namespace, version, manifests=manifests, status=status, description=description,
                          berth=berth, chart=chart, first_deployed=first, now=now)
     labels = _labels(release, version, status, operation, _custom_labels(previous))
@@ -502,6 +509,15 @@ def delete_revision_records(kube, release, namespace, revisions):
         except KubeApiError as exc:
             if not exc.not_found:
                 raise ConvergeError(f"cannot delete revision Secret {revision.secret_name}: {exc}")
+
+
+def _in_recorded_order(resources, hooks, hook_positions):
+    """The manifests in the order they were recorded in (hooks after the resources when it is unknown)."""
+    total = len(resources) + len(hooks)
+    if hook_positions is None or len(hook_positions) != len(hooks) or any(p >= total for p in hook_positions):
+        return resources + hooks
+    positions, remaining_hooks, remaining_resources = set(hook_positions), iter(hooks), iter(resources)
+    return [next(remaining_hooks) if i in positions else next(remaining_resources) for i in range(total)]
 
 
 def _check_status(status):

@@ -55,7 +55,14 @@ def test_helm_record_fields_statuses_and_descriptions():
         ("migrate", "Job", ["pre-upgrade", "pre-install"], -5)]
     assert record["chart"]["metadata"] == {"apiVersion": "v2", "name": "shop", "version": "0.0.0"}
     stored = release.Revision("shop", "prod", 2, "pending", release.encode_release(record))
-    assert stored.manifests == manifests  # the manifests come back exactly, hooks after the resources
+    assert stored.manifests == manifests  # the manifests come back exactly, in their order
+    reordered = [manifests[1], manifests[0], dict(manifests[1], metadata={**manifests[1]["metadata"], "name": "m2"})]
+    record = release.helm_record("shop", "prod", 3, manifests=reordered, status="deployed", description="upgrade",
+                                 berth={"operation": "upgrade"})
+    assert release.Revision("shop", "prod", 3, "deployed", release.encode_release(record)).manifests == reordered
+    del record["berth"]  # as Helm rewrites it: hooks after the resources
+    assert release.Revision("shop", "prod", 3, "deployed", release.encode_release(record)).manifests == [
+        reordered[1], reordered[0], reordered[2]]
     assert release._helm_description("upgrade", "failed", "shop", "x", "boom") == 'Upgrade "shop" failed: boom'
     assert release._helm_description("rollback", "deployed", "shop", "Rollback to 3") == "Rollback to 3"
     assert release.helm_status("pending", "rollback") == "pending-rollback"
