@@ -50,8 +50,6 @@ WERF_VERSION = f"berth.converge/{BERTH_VERSION}"
 DEPLOYED, FAILED, SUPERSEDED, PENDING = "deployed", "failed", "superseded", "pending"
 STATUSES = (DEPLOYED, FAILED, SUPERSEDED, PENDING)
 SUCCESSFUL = (DEPLOYED, SUPERSEDED)  # superseded revisions were deployed before a newer one
-# Read from records Helm wrote, never written by us: `helm uninstall --keep-history` leaves these.
-UNINSTALLED, UNKNOWN = "uninstalled", "unknown"
 # A Secret holds at most 1 MiB; leave room for its metadata.
 MAX_PAYLOAD = 1000 * 1024
 KEEP_POLICY_ANNOTATION = "helm.sh/resource-policy"
@@ -82,11 +80,6 @@ def _now():
 
 def _iso(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _helm_time(moment):
-    """A time as Go marshals Helm's time fields (RFC 3339 with fractional seconds, UTC)."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # ---------------------------------------------------------------------------------------------- revisions
@@ -349,7 +342,7 @@ def helm_record(release, namespace, version, *, manifests, status, description, 
     berth = dict(berth, hook_positions=[i for i, m in enumerate(manifests) if helm_hooks.is_hook(m)])
     operation = berth["operation"]
     record = {"name": release, "namespace": namespace, "version": version,
-              "info": {"first_deployed": first_deployed or _helm_time(now), "last_deployed": _helm_time(now),
+              "info": {"first_deployed": first_deployed or _micro(now), "last_deployed": _micro(now),
                        "deleted": "", "description": _helm_description(operation, status, release, description,
                                                                        reason),
                        "status": helm_status(status, operation)},
@@ -634,6 +627,7 @@ class ReleaseLock:
 
 
 def _micro(moment):
+    """RFC 3339 with microseconds in UTC: a Kubernetes MicroTime, and a time as Helm's JSON has them."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
