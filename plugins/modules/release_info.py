@@ -76,8 +76,9 @@ revisions:
       type: str
       sample: pending-upgrade
     description:
-      description: What C(helm history) shows, such as C(Install complete), C(Upgrade complete), C(Rollback to 3)
-        or C(Upgrade "shop" failed: ...).
+      description:
+        - What C(helm history) shows, such as C(Install complete), C(Upgrade complete), C(Rollback to 3) or
+          C(Upgrade "shop" failed) followed by the reason.
       type: str
       sample: Upgrade complete
     chart:

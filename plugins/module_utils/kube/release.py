@@ -394,8 +394,8 @@ def record_revision(api, release, namespace, *, manifests, images=None, commit=N
     labels = _labels(release, version, status, operation, _custom_labels(previous))
     labels["createdAt"] = str(int(now.timestamp()))
     try:
-        created = kube.request("POST", _secrets_path(namespace), body=_secret(release, namespace, version, record,
-                                                                               labels))
+        secret = _secret(release, namespace, version, record, labels)
+        created = kube.request("POST", _secrets_path(namespace), body=secret)
     except KubeApiError as exc:
         raise ConvergeError(f"cannot record revision {version} of release {release} in namespace {namespace}: "
                             f"{exc}")
@@ -923,8 +923,8 @@ def plan_release(applier, request, revisions, namespace_exists, options):
     planned = validated[len(absent_crds):len(absent_crds) + len(desired)]
     kept = [d.rid for d in desired] + [item.desired.rid for item in hook_items]
     deletes = plan_prune(applier, revisions, kept, warnings) if options.prune else []
-    changed = any(p.changed for p in planned + crd_plan) or bool(deletes) or _hooks_changed(hooks, revisions,
-                                                                                           phase)
+    changed = (any(p.changed for p in planned + crd_plan) or bool(deletes)
+               or _hooks_changed(hooks, revisions, phase))
     return ReleasePlan(desired, planned, deletes, hook_plan, warnings, changed, crd_plan)
 
 

@@ -43,8 +43,8 @@ def test_release_is_base64_of_gzip_json_as_helm_stores_it():
 def test_helm_record_fields_statuses_and_descriptions():
     manifests = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}, "data": {"on": "yes"}},
                  {"apiVersion": "batch/v1", "kind": "Job",
-                  "metadata": {"name": "migrate", "annotations": {"helm.sh/hook": "pre-upgrade,pre-install",
-                                                                   "helm.sh/hook-weight": "-5"}}}]
+                  "metadata": {"name": "migrate",
+                               "annotations": {"helm.sh/hook": "pre-upgrade,pre-install", "helm.sh/hook-weight": "-5"}}}]
     record = release.helm_record("shop", "prod", 2, manifests=manifests, status="pending", description="install",
                                  berth={"operation": "install"})
     assert record["info"]["status"] == "pending-install"
@@ -105,9 +105,9 @@ def test_legacy_revision_is_read():
 def test_helm_written_record_without_our_data_derives_resources():
     record = {"name": "shop", "namespace": "prod", "version": 1,
               "info": {"status": "deployed", "description": "Install complete"},
-              "manifest": "---\n# Source: c/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n"
-                          "  name: a\n---\n# Source: c/templates/r.yaml\napiVersion: rbac.authorization.k8s.io/v1\n"
-                          "kind: ClusterRole\nmetadata:\n  name: r\n"}
+              "manifest": ("---\n# Source: c/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                           "  name: a\n---\n# Source: c/templates/r.yaml\napiVersion: rbac.authorization.k8s.io/v1\n"
+                           "kind: ClusterRole\nmetadata:\n  name: r\n")}
     stored = release.Revision("shop", "prod", 1, "deployed", release.encode_release(record))
     assert stored.payload["commit"] is None and stored.summary()["recorded_by"] == "helm"
     ids = [release.recorded_id(r, "prod", lambda api_version, kind: kind != "ClusterRole") for r in stored.resources]
