@@ -527,6 +527,38 @@ def prepare_notes(templates):
     notes.unlink()
 
 
+# `helm template --include-crds` names the crds/ files of the chart and its subcharts as their source.
+_CHART_CRDS_SOURCE = re.compile(r"^[^/]+(?:/charts/[^/]+)*/crds/")
+_CHART_CRD_MARK = "__berth_converge_chart_crd__"
+
+
+def mark_chart_crds(text):
+    """The objects of ``helm template`` output; those of a crds/ directory carry a mark until split_chart_crds
+    takes them apart (Helm installs them apart: created when absent, never owned by a release)."""
+    objects = []
+    for chunk in _DOCUMENT_SEPARATOR.split(text):
+        found = _SOURCE_COMMENT.search(chunk)
+        parsed = parse_manifests(chunk)
+        if found and _CHART_CRDS_SOURCE.match(found.group(1).strip()):
+            parsed = [dict(obj, **{_CHART_CRD_MARK: True}) for obj in parsed]
+        objects += parsed
+    return objects
+
+
+def split_chart_crds(objects):
+    """``(objects, crds)``: the objects without those of the charts' crds/ directories, and those."""
+    crds = [{k: v for k, v in obj.items() if k != _CHART_CRD_MARK} for obj in objects if obj.get(_CHART_CRD_MARK)]
+    return [obj for obj in objects if not obj.get(_CHART_CRD_MARK)], crds
+
+
+def chart_summary(chart_root, chart_label, default_name):
+    """``{name, version, appVersion}`` of the rendered chart, as Helm records it (werf's defaults without
+    Chart.yaml)."""
+    metadata = chart_metadata(chart_root, chart_label) if chart_root is not None else {}
+    return {"name": metadata.get("name") or default_name, "version": str(metadata.get("version") or "1.0.0"),
+            "appVersion": str(metadata["appVersion"]) if metadata.get("appVersion") is not None else None}
+
+
 def split_notes(objects):
     """``(objects, notes)``: the rendered objects without the notes marker, and the notes text ("" if none)."""
     marker = [o for o in objects if o.get("kind") == NOTES_KIND and o.get("apiVersion") == NOTES_API_VERSION]
@@ -1187,7 +1219,7 @@ def _render_helm(options, workdir, chart_root, *, release, namespace, chart_name
     text = helm_template(chart_root, release=release, namespace=namespace, values_paths=paths,
                          set_arguments=set_arguments, helm_binary=options.helm_binary,
                          context_arguments=context.helm_arguments())
-    return parse_manifests(text)
+    return mark_chart_crds(text)
 
 
 def _render_sources(options, workdir, chart_root, *, git_project, **kwargs):
@@ -1237,10 +1269,12 @@ def render_chart(options):
         objects = [] if root is None else _render_sources(
             options, workdir, root, release=release, namespace=namespace, project=project, images=images,
             service_values=service_values, git_project=git_project)
+        chart = chart_summary(root, options.chart_dir, project or release)
     if not any(o.get("kind") != NOTES_KIND for o in objects) and not options.allow_empty:
         state = "rendered no resources" if root is not None else "does not exist"
         raise ConvergeError(f"chart directory {options.chart_dir} {state} in {git_project.describe()}; "
                             "set allow_empty to accept an empty release", chart_dir=options.chart_dir)
     objects, notes = split_notes(objects)
+    objects, crds = split_chart_crds(objects)
     return {"manifests": order_manifests(objects), "release": release, "namespace": namespace, "commit": commit,
-            "notes": notes}
+            "notes": notes, "crds": crds, "chart": chart}

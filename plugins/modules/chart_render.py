@@ -231,7 +231,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 manifests:
-  description: Rendered Kubernetes objects in apply order, Helm hooks included.
+  description: Rendered Kubernetes objects in apply order, Helm hooks included, those of C(crds/) directories
+    aside (see RV(crds)).
   returned: success
   type: list
   elements: dict
@@ -252,6 +253,20 @@ namespace:
   returned: success
   type: str
   sample: shop-production
+crds:
+  description:
+    - The CustomResourceDefinitions of the C(crds/) directories of the chart and its enabled subcharts, apart
+      from RV(manifests) as Helm keeps them apart; pass them to M(berth.converge.release_apply) O(crds), which
+      creates those that do not exist and never updates, owns or deletes them.
+  returned: success
+  type: list
+  elements: dict
+chart:
+  description: Name, version and appVersion of the chart (werf's defaults when it has no C(Chart.yaml)), which
+    M(berth.converge.release_apply) records for C(helm history) and C(helm list).
+  returned: success
+  type: dict
+  sample: {"name": "shop", "version": "1.0.0", "appVersion": "2.3"}
 notes:
   description:
     - The main chart's C(templates/NOTES.txt) rendered with the same values, as Helm prints it after an

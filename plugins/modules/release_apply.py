@@ -48,15 +48,32 @@ description:
     changes nothing runs none. With O(state=absent) the C(pre-delete) hooks of the latest revision run before
     the deletion and its C(post-delete) hooks after it. Manifests whose C(helm.sh/hook) names no Helm event
     are skipped with a warning, as Helm skips them.
-  - Every applied object is annotated with its release, as C(berth.converge/release) and
-    C(berth.converge/release-namespace), and as Helm and werf do, C(meta.helm.sh/release-name) and
-    C(meta.helm.sh/release-namespace). An object annotated as belonging to another release (by either pair) is
-    never adopted; the error names both releases. Objects without such annotations are adopted.
+  - "Every object of the release gets Helm's ownership metadata, as Helm and werf write it: the label
+    C(app.kubernetes.io/managed-by=Helm) and the annotations C(meta.helm.sh/release-name) and
+    C(meta.helm.sh/release-namespace); hooks do not, as in Helm. Every object, hooks included, gets werf's
+    annotations C(werf.io/version) (C(berth.converge/<version>)), C(project.werf.io/name) (O(project)) and
+    C(project.werf.io/env) (O(env), when given), and O(add_labels) and O(add_annotations)."
+  - "An object that exists but was not in the release before is refused, as Helm and werf refuse it
+    (C(... exists and cannot be imported into the current release: invalid ownership metadata; ...)), unless
+    its ownership metadata names this release; an object annotated as belonging to another release is never
+    taken over. O(force_adoption) adopts both, as werf's C(--force-adoption). Nothing is applied when any
+    object is refused."
+  - "Fields that Helm or werf wrote (field managers C(helm) and C(werf...)) are taken over, so a release
+    installed or upgraded with C(helm) converges without conflicts; conflicts with any other field manager
+    fail unless O(force_conflicts)."
   - Namespaced objects without a namespace get O(namespace); cluster-scoped objects never get one.
-  - Each change is recorded as a revision of the release, a Secret of type C(berth.converge/release.v1) named
-    C(berth.release.v1.<release>.v<N>) in O(namespace), holding the manifests, O(images), O(commit), the list
-    of objects and the status (C(pending) while applying, then C(deployed) or C(failed); the revision it
-    replaces becomes C(superseded)). No revision is recorded when nothing changes.
+  - "Each change is recorded as a revision of the release, stored as Helm 3 stores it: a Secret
+    C(sh.helm.release.v1.<release>.v<N>) of type C(helm.sh/release.v1) in O(namespace), labels C(owner=helm),
+    C(name), C(status), C(version), so C(helm history), C(helm rollback), C(helm upgrade) and C(helm
+    uninstall) work on it, and revisions Helm or werf recorded continue. The status is C(pending-install),
+    C(pending-upgrade) or C(pending-rollback) while applying, then C(deployed) or C(failed); the revision it
+    replaces becomes C(superseded). O(images), O(commit), the per-object actions and werf's project and env
+    are kept in a field Helm ignores. No revision is recorded when nothing changes. Revisions recorded by
+    berth.converge 0.1 (C(berth.release.v1.*)) are read, and converted to Helm's format by the next
+    revision recorded."
+  - "O(crds) (the C(crds/) of the chart, as M(berth.converge.chart_render) returns them) are created, first,
+    when they do not exist, as Helm and werf create them; existing ones are left as they are, whoever made
+    them. They are not objects of the release: no ownership metadata, never pruned, never deleted."
   - A C(coordination.k8s.io/v1) Lease C(berth-converge.<release>) in O(namespace) keeps two converges of the
     same release from interleaving; the second waits for it up to O(lock_timeout) seconds.
   - Secret values never reach the output; in diffs they are replaced by C(<hidden:...>), a keyed hash that is
@@ -150,6 +167,45 @@ options:
     description:
       - The commit of the release (C(hash), C(date), C(unix)), recorded in the revision.
     type: dict
+  crds:
+    description:
+      - CustomResourceDefinitions of the chart's C(crds/) directories (M(berth.converge.chart_render)'s
+        C(crds)); created when absent, never updated, owned or deleted.
+    type: list
+    elements: dict
+    default: []
+  chart:
+    description:
+      - C(name), C(version) and C(appVersion) of the chart (M(berth.converge.chart_render)'s C(chart)),
+        recorded for C(helm history) and C(helm list). Default name is O(release), version C(0.0.0).
+    type: dict
+  project:
+    description:
+      - The werf project, written as annotation C(project.werf.io/name) on every object, as werf does.
+    type: str
+  env:
+    description:
+      - The werf environment, written as annotation C(project.werf.io/env) on every object, as werf does;
+        not written when empty.
+    type: str
+  add_labels:
+    description:
+      - Labels added to every object, hooks included, as werf's C(--add-label). They win over the chart's
+        labels; C(app.kubernetes.io/managed-by) stays C(Helm) on the objects of the release.
+    type: dict
+    default: {}
+  add_annotations:
+    description:
+      - Annotations added to every object, hooks included, as werf's C(--add-annotation). They win over the
+        chart's annotations, but not over Helm's ownership annotations.
+    type: dict
+    default: {}
+  force_adoption:
+    description:
+      - Adopt existing objects whose ownership metadata does not name this release, even those of another
+        release, as werf's C(--force-adoption).
+    type: bool
+    default: false
   timeout:
     description:
       - Seconds to wait for each hook to complete, for each C(werf.io/weight) group to be ready before the next
@@ -334,10 +390,11 @@ from ansible.module_utils.basic import env_fallback
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube.apply import ObjectMetadata
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import INSTALL_OR_UPGRADE
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
-    ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
+    WERF_VERSION, ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
 from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.secret_data import Manifests, SecretDataModule
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
@@ -359,6 +416,13 @@ def main():
             commit=dict(type="dict"),
             timeout=dict(type="int", default=300),
             progress_file=dict(type="path", fallback=(env_fallback, ["BERTH_PROGRESS_FILE"])),
+            crds=dict(type="list", elements="dict", default=[]),
+            chart=dict(type="dict"),
+            project=dict(type="str"),
+            env=dict(type="str"),
+            add_labels=dict(type="dict", default={}),
+            add_annotations=dict(type="dict", default={}),
+            force_adoption=dict(type="bool", default=False),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         required_if=[("state", "present", ["manifests"])],
@@ -368,13 +432,15 @@ def main():
     validate_module_params(module)
     check_libraries(module, *KUBE_LIBRARIES)
     p = module.params
-    request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"],
-                             hook_phase=INSTALL_OR_UPGRADE)
     options = ApplyOptions(force_conflicts=p["force_conflicts"], prune=p["prune"], concurrency=p["concurrency"],
                            lock_timeout=p["lock_timeout"], create_namespace=p["create_namespace"],
                            check_mode=module.check_mode, diff=module._diff, timeout=p["timeout"],
-                           progress_file=p["progress_file"])
+                           progress_file=p["progress_file"], force_adoption=p["force_adoption"])
     try:
+        metadata = ObjectMetadata.werf(p["project"], p["env"], WERF_VERSION, p["add_labels"], p["add_annotations"])
+        request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"],
+                                 hook_phase=INSTALL_OR_UPGRADE, crds=p["crds"], chart=p["chart"], metadata=metadata,
+                                 werf={"project": p["project"], "env": p["env"], "version": WERF_VERSION})
         if p["state"] == "absent":
             result = dismiss_release(api_client(p), p["release"], p["namespace"], options)
         else:

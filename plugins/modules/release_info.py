@@ -10,9 +10,12 @@ module: release_info
 short_description: History and status of a release
 version_added: 0.1.0
 description:
-  - Lists the revisions recorded by M(berth.converge.release_apply) and M(berth.converge.release_rollback) for a
-    release, oldest first, with status, commit, images, time and number of objects. Manifests are not returned
-    (they may hold Secrets).
+  - Lists the revisions of a release, oldest first, with status, commit, images, time and number of objects.
+    Manifests are not returned (they may hold Secrets).
+  - "The revisions are Helm 3's release records (Secrets C(sh.helm.release.v1.<release>.v<N>)): those
+    M(berth.converge.release_apply) and M(berth.converge.release_rollback) recorded, and those C(helm) or werf
+    recorded (for which commit and images are null). Records of berth.converge 0.1 (C(berth.release.v1.*))
+    are listed too."
   - A release without revisions (or whose namespace does not exist) gives an empty list.
 author:
   - berth.converge contributors (!UNKNOWN)
@@ -65,13 +68,38 @@ revisions:
       type: int
       sample: 3
     status:
-      description: C(deployed), C(failed), C(superseded) or C(pending).
+      description:
+        - C(deployed), C(failed), C(superseded) or C(pending) (Helm's C(pending-install), C(pending-upgrade),
+          C(pending-rollback) and C(uninstalling)); records Helm wrote may also be C(uninstalled) or C(unknown).
       type: str
       sample: deployed
-    description:
-      description: C(install), C(upgrade) or C(rolled back from N to M).
+    helm_status:
+      description: The status as Helm stores and shows it.
       type: str
-      sample: upgrade
+      sample: pending-upgrade
+    description:
+      description:
+        - What C(helm history) shows, such as C(Install complete), C(Upgrade complete), C(Rollback to 3) or
+          C(Upgrade "shop" failed) followed by the reason.
+      type: str
+      sample: Upgrade complete
+    chart:
+      description: The chart as C(helm history) shows it, C(<name>-<version>); null for records of 0.1.
+      type: str
+      sample: shop-1.0.0
+    app_version:
+      description: The chart's appVersion, if any.
+      type: str
+      sample: "2.3"
+    werf:
+      description: The werf project and env the objects were annotated with, and the C(werf.io/version) value.
+      type: dict
+      sample: {"project": "shop", "env": "production", "version": "berth.converge/0.1.0"}
+    recorded_by:
+      description: C(berth.converge) for revisions berth.converge recorded, C(helm) for records without its data
+        (written by Helm or werf, or rewritten by Helm).
+      type: str
+      sample: berth.converge
     reason:
       description: Why the revision failed, when it did.
       type: str

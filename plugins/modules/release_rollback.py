@@ -15,8 +15,10 @@ description:
     the newer revisions added.
   - "By default the target is the newest successful revision (status C(deployed) or C(superseded)) before the
     latest one; O(revision) picks another."
-  - The restore is recorded as a new revision, described as C(rolled back from <latest> to <target>), with the
-    images and commit of the target. Nothing is recorded when the cluster already matches the target and the
+  - The restore is recorded as a new revision, described as C(Rollback to <target>) as Helm describes it, with
+    the images, commit and chart of the target; the labels and annotations its objects were applied with
+    (werf's annotations, C(add_labels), C(add_annotations)) are applied again. Works on revisions C(helm) or
+    werf recorded too. Nothing is recorded when the cluster already matches the target and the
     latest revision has the same manifests.
 author:
   - berth.converge contributors (!UNKNOWN)

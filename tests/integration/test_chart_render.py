@@ -157,10 +157,13 @@ def test_renders_helm_and_jinja_with_werf_values_in_apply_order(project, helm_bi
     assert (result["release"], result["namespace"]) == ("shop-qa", "shop-qa")
     assert result["commit"]["hash"] == git(project, "rev-parse", "HEAD")
     kinds = [(m["kind"], m["metadata"]["name"]) for m in result["manifests"]]
-    assert kinds[0] == ("CustomResourceDefinition", "widgets.example.com")
-    assert kinds[1] == ("Job", "migrate")
+    # crds/ apart, as Helm keeps them
+    assert [(m["kind"], m["metadata"]["name"]) for m in result["crds"]] == [
+        ("CustomResourceDefinition", "widgets.example.com")]
+    assert result["chart"] == {"name": "shop", "version": "0.1.0", "appVersion": None}
+    assert kinds[0] == ("Job", "migrate")
     assert kinds[-1] == ("ConfigMap", "from-jinja")
-    assert sorted(kinds[2:-1]) == [("ConfigMap", "settings"), ("ConfigMap", "worker"), ("Deployment", "backend")]
+    assert sorted(kinds[1:-1]) == [("ConfigMap", "settings"), ("ConfigMap", "worker"), ("Deployment", "backend")]
 
     objects = by_name(result["manifests"])
     deployment = objects[("Deployment", "backend")]
@@ -273,7 +276,7 @@ def test_module_through_ansible(project, helm_bin):
     assert (result["release"], result["namespace"]) == ("shop-qa", "shop-qa")
     deployment = by_name(result["manifests"])[("Deployment", "backend")]
     assert deployment["spec"]["replicas"] == 4
-    assert result["manifests"][0]["kind"] == "CustomResourceDefinition"
+    assert result["crds"][0]["kind"] == "CustomResourceDefinition"
 
     commit(project, {".helm/templates/broken.yaml": "a: {{ .Values.missing.key }}\n"})
     result, output = run_module("chart_render", {"project_dir": str(project), "images": IMAGES,

@@ -389,6 +389,6 @@ def test_state_absent_dismisses_the_release(kube_api, namespace, localenv):
     assert dismissed["changed"], output
     assert sorted(r["name"] for r in dismissed["resources"]) == ["gone-cm", "gone-secret"]
     names = [s.metadata.name for s in core.list_namespaced_secret(namespace).items]
-    assert "gone-secret" not in names and not any(n.startswith("berth.release.v1.gone.") for n in names)
+    assert "gone-secret" not in names and not any(n.startswith("sh.helm.release.v1.gone.") for n in names)
     again, _output = run_module("release_apply", {"state": "absent", "release": "gone", "namespace": namespace})
     assert again["changed"] is False

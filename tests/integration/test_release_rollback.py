@@ -75,7 +75,8 @@ def test_rollback_after_failed_revision_restores_and_prunes(kube_api, namespace,
     status, info = ansible_module("release_info", args)[:2]
     assert status == "SUCCESS" and info["changed"] is False, info
     assert [(r["revision"], r["status"], r["description"]) for r in info["revisions"]] == [
-        (1, "superseded", "install"), (2, "failed", "upgrade"), (3, "deployed", "rolled back from 2 to 1")]
+        (1, "superseded", "Install complete"), (2, "failed", 'Upgrade "shop" failed: Deployment web: CrashLoopBackOff'),
+        (3, "deployed", "Rollback to 1")]
     assert [r["commit"] for r in info["revisions"]] == [COMMITS[0], COMMITS[1], COMMITS[0]]
     assert [r["images"] for r in info["revisions"]] == [IMAGES[0], IMAGES[1], IMAGES[0]]
     assert info["revisions"][1]["reason"] == "Deployment web: CrashLoopBackOff"
@@ -102,7 +103,7 @@ def test_rollback_to_a_chosen_revision_and_check_mode(kube_api, namespace, crd_g
     assert restored["changed"] and restored["revision"] == 4
     assert Kube(kube_api).request("GET", path)["data"] == {"greeting": "one"}
     revisions = history(kube_api, RELEASE, namespace)
-    assert revisions[-1].summary()["description"] == "rolled back from 3 to 1"
+    assert revisions[-1].summary()["description"] == "Rollback to 1"
     assert revisions[-1].manifests == revisions[0].manifests
 
     again = rollback(kube_api, RELEASE, namespace, revision=4)  # the cluster already matches: nothing to do

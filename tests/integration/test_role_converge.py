@@ -62,7 +62,7 @@ def _namespace_exists(kube_api, name):
 
 def revisions(kube_api, shop):
     secrets = client.CoreV1Api(kube_api).list_namespaced_secret(
-        shop.namespace, label_selector=f"owner=berth-converge,name={shop.release}").items
+        shop.namespace, label_selector=f"owner=helm,name={shop.release}").items
     return sorted((int(s.metadata.labels["version"]), s.metadata.labels["status"]) for s in secrets)
 
 

@@ -28,12 +28,16 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
 FIELD_MANAGER = "berth-converge"
 DEFAULT_CONCURRENCY = 8
 
-# Ownership marks on every applied object: ours, and Helm's (which werf honours too), so tools of either
-# family see which release owns an object and none adopts another's.
-RELEASE_ANNOTATION = "berth.converge/release"
-RELEASE_NAMESPACE_ANNOTATION = "berth.converge/release-namespace"
+# Helm's ownership metadata on every object of a release (hooks aside, as Helm does), which werf writes and
+# checks the same way: tools of either family see which release owns an object and none adopts another's.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "Helm"
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 HELM_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
+# werf's annotations on every object it deploys, hooks included.
+WERF_VERSION_ANNOTATION = "werf.io/version"
+WERF_PROJECT_ANNOTATION = "project.werf.io/name"
+WERF_ENV_ANNOTATION = "project.werf.io/env"
 WEIGHT_ANNOTATION = "werf.io/weight"
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -71,16 +75,49 @@ class ResourceId:
         return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else f"{self.kind} {self.name}"
 
 
+@dataclass(frozen=True)
+class ObjectMetadata:
+    """Labels and annotations added to every object of a release, hooks included: werf's --add-label and
+    --add-annotation, and werf's own annotations. They win over the chart's; Helm's ownership metadata wins
+    over them."""
+
+    labels: dict = field(default_factory=dict)
+    annotations: dict = field(default_factory=dict)
+
+    @classmethod
+    def werf(cls, project=None, env=None, version=None, labels=None, annotations=None):
+        """werf.io/version, project.werf.io/name and (with an env) project.werf.io/env, then the extra ones."""
+        werf = {WERF_VERSION_ANNOTATION: version, WERF_PROJECT_ANNOTATION: project, WERF_ENV_ANNOTATION: env}
+        return cls(_string_map(labels, "labels"),
+                   {**{k: v for k, v in werf.items() if v}, **_string_map(annotations, "annotations")})
+
+    def as_dict(self):
+        return {"labels": dict(self.labels), "annotations": dict(self.annotations)}
+
+
+def _string_map(values, what):
+    """A label or annotation map with string values (as Kubernetes requires); numbers and booleans are
+    written as YAML would show them."""
+    out = {}
+    for key, value in (values or {}).items():
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConvergeError(f"{what}: the value of {key} must be a string, not {type(value).__name__}")
+        out[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
 @dataclass
 class Desired:
-    """One manifest, ready to apply: namespace settled and ownership annotations added. A `recreate`d object
-    (a hook with the before-hook-creation policy) is deleted and created afresh instead of being updated."""
+    """One manifest, ready to apply: namespace settled and metadata added. A `recreate`d object (a hook with
+    the before-hook-creation policy) is deleted and created afresh instead of being updated. A `hook` gets no
+    ownership metadata and is never checked for it, as in Helm."""
 
     obj: dict
     rid: ResourceId
     order: tuple
     rtype: object = None  # ResourceType; None while the server does not serve the kind
     recreate: bool = False
+    hook: bool = False
 
     @property
     def api_version(self):
@@ -135,11 +172,12 @@ def apply_groups(items):
     return [list(group) for _key, group in groupby(ordered, key=lambda item: item.order)]
 
 
-def prepare(manifests, release, namespace, mapper):
+def prepare(manifests, release, namespace, mapper, metadata=None, hooks=False, owned=True, crds=()):
     """Desired objects for the manifests: namespace defaulted (namespaced kinds) or dropped (cluster-scoped),
-    ownership annotations added; the input is not modified."""
+    `metadata` (ObjectMetadata) and, when `owned` and not `hooks`, Helm's ownership metadata added; the input
+    is not modified. `crds` (CRDs applied apart, such as a chart's crds/) tell the scope of their kinds."""
     objects = [_checked_copy(manifest, index) for index, manifest in enumerate(manifests)]
-    scopes = crd_scopes(objects)
+    scopes = crd_scopes(list(crds) + objects)
     desired, seen = [], {}
     for index, obj in enumerate(objects):
         rtype = mapper.find(obj["apiVersion"], obj["kind"])
@@ -149,8 +187,8 @@ def prepare(manifests, release, namespace, mapper):
             obj["metadata"]["namespace"] = obj["metadata"].get("namespace") or namespace
         else:
             obj["metadata"].pop("namespace", None)
-        _annotate(obj, release, namespace)
-        item = Desired(obj, ResourceId.of(obj), order_key(obj), rtype)
+        _add_metadata(obj, release, namespace, metadata, owned and not hooks)
+        item = Desired(obj, ResourceId.of(obj), order_key(obj), rtype, hook=hooks)
         if item.rid in seen:
             raise ConvergeError(f"{item.rid.label} appears twice in the manifests (items {seen[item.rid]} "
                                 f"and {index})")
@@ -172,20 +210,46 @@ def _checked_copy(manifest, index):
     return copy.deepcopy(manifest)
 
 
-def _annotate(obj, release, namespace):
-    annotations = obj["metadata"].get("annotations") or {}
-    annotations.update({RELEASE_ANNOTATION: release, RELEASE_NAMESPACE_ANNOTATION: namespace,
-                        HELM_RELEASE_ANNOTATION: release, HELM_NAMESPACE_ANNOTATION: namespace})
-    obj["metadata"]["annotations"] = annotations
+def _add_metadata(obj, release, namespace, metadata, owned):
+    metadata = metadata or ObjectMetadata()
+    labels = {**(obj["metadata"].get("labels") or {}), **metadata.labels}
+    annotations = {**(obj["metadata"].get("annotations") or {}), **metadata.annotations}
+    if owned:
+        labels[MANAGED_BY_LABEL] = MANAGED_BY
+        annotations.update({HELM_RELEASE_ANNOTATION: release, HELM_NAMESPACE_ANNOTATION: namespace})
+    for key, values in (("labels", labels), ("annotations", annotations)):
+        if values:
+            obj["metadata"][key] = values
 
 
 def owner_of(obj):
-    """(release, namespace) recorded on a live object by us or by Helm/werf, or None when unowned."""
+    """(release, namespace) that Helm's annotations on a live object name, or None when unowned."""
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    release = annotations.get(RELEASE_ANNOTATION) or annotations.get(HELM_RELEASE_ANNOTATION)
+    release = annotations.get(HELM_RELEASE_ANNOTATION)
     if not release:
         return None
-    return release, annotations.get(RELEASE_NAMESPACE_ANNOTATION) or annotations.get(HELM_NAMESPACE_ANNOTATION)
+    return release, annotations.get(HELM_NAMESPACE_ANNOTATION)
+
+
+def import_refusal(live, release, namespace):
+    """Why an existing object that the release did not have before cannot become one of its objects, as Helm
+    and werf refuse it (its ownership metadata must name this release), or None when it can."""
+    metadata = live.get("metadata") or {}
+    problems = [f"{what} validation error: " + _required_value(metadata.get(where) or {}, key, value)
+                for what, where, key, value in (("label", "labels", MANAGED_BY_LABEL, MANAGED_BY),
+                                                ("annotation", "annotations", HELM_RELEASE_ANNOTATION, release),
+                                                ("annotation", "annotations", HELM_NAMESPACE_ANNOTATION, namespace))
+                if (metadata.get(where) or {}).get(key) != value]
+    if not problems:
+        return None
+    return ("exists and cannot be imported into the current release: invalid ownership metadata; "
+            + "; ".join(problems))
+
+
+def _required_value(values, key, value):
+    if key not in values:
+        return f"missing key {key!r}: must be set to {value!r}"
+    return f"key {key!r} must equal {value!r}: current value is {values[key]!r}"
 
 
 def foreign_owner(live, release, namespace):
@@ -340,7 +404,7 @@ class Applier:
     """
 
     def __init__(self, kube, mapper, release, namespace, force_conflicts=True, concurrency=DEFAULT_CONCURRENCY,
-                 waiter=None):
+                 waiter=None, force_adoption=False):
         self.kube = kube
         self.mapper = mapper
         self.release = release
@@ -348,6 +412,14 @@ class Applier:
         self.force_conflicts = force_conflicts
         self.concurrency = concurrency
         self.waiter = waiter
+        self.force_adoption = force_adoption
+        # Objects the release already had: they are updated whatever their metadata, as Helm does.
+        self.known = frozenset()
+
+    def namespaced(self, api_version, kind):
+        """Whether the kind takes a namespace; True when the server does not serve it (any more)."""
+        rtype = self.mapper.find(api_version, kind)
+        return rtype.namespaced if rtype else True
 
     def plan(self, desired, creatable_namespaces=(), written="nothing was applied"):
         """Planned actions for every object, validated by a server-side dry run.
@@ -458,10 +530,8 @@ class Applier:
 
     def _plan_one(self, item):
         live = self.kube.get_or_none(item.rtype.path(item.rid.namespace, item.rid.name))
-        owner = foreign_owner(live, self.release, self.namespace)
-        if owner:
-            raise ConvergeError(f"it belongs to release {owner[0]} in namespace {owner[1]}; release "
-                                f"{self.release} in namespace {self.namespace} will not adopt it")
+        if live is not None and not item.hook and not self.force_adoption:
+            self._check_ownership(item, live)
         if live is not None and item.recreate:
             # It is deleted before it is created again, so its creation is what must be valid.
             return Planned(item.rid, item.api_version, CREATE, live, self._dry_run_create(item), item)
@@ -501,6 +571,18 @@ class Applier:
             except KubeApiError as exc:
                 if exc.status != 409 or attempt == attempts - 1:
                     raise
+
+    def _check_ownership(self, item, live):
+        owner = foreign_owner(live, self.release, self.namespace)
+        if owner:
+            raise ConvergeError(f"it belongs to release {owner[0]} in namespace {owner[1]}; release "
+                                f"{self.release} in namespace {self.namespace} will not adopt it (force_adoption "
+                                "would)")
+        refusal = None if item.rid in self.known else import_refusal(live, self.release, self.namespace)
+        if refusal:
+            where = f' in namespace "{item.rid.namespace}"' if item.rid.namespace else ""
+            raise ConvergeError(f'{item.rid.kind} "{item.rid.name}"{where} {refusal}; set force_adoption to '
+                                f"adopt it into release {self.release}")
 
     def _dry_run_create(self, item):
         body = copy.deepcopy(item.obj)

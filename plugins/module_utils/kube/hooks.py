@@ -148,10 +148,10 @@ class HookItem:
     entry: dict = None
 
 
-def prepare_hooks(hooks, release, namespace, mapper):
-    """HookItems for the hooks: namespace settled, ownership annotations added, recreated when their
-    policies include before-hook-creation."""
-    desired = prepare([hook.manifest for hook in hooks], release, namespace, mapper)
+def prepare_hooks(hooks, release, namespace, mapper, metadata=None):
+    """HookItems for the hooks: namespace settled, `metadata` (apply.ObjectMetadata) added but, as in Helm, no
+    ownership metadata; recreated when their policies include before-hook-creation."""
+    desired = prepare([hook.manifest for hook in hooks], release, namespace, mapper, metadata, hooks=True)
     for hook, item in zip(hooks, desired):
         item.recreate = BEFORE_HOOK_CREATION in hook.delete_policies
     return [HookItem(hook, item) for hook, item in zip(hooks, desired)]

@@ -10,10 +10,11 @@ import base64
 import gzip
 import json
 import os
+import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from urllib.parse import quote
@@ -25,7 +26,9 @@ from ansible_collections.berth.converge.plugins.module_utils.kube import hooks a
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import (
     DEFAULT_CONCURRENCY,
     DELETE,
+    UNCHANGED,
     Applier,
+    ObjectMetadata,
     Planned,
     ResourceId,
     diff_view,
@@ -42,8 +45,8 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import Waiter
 
 BERTH_VERSION = "0.1.0"
-OWNER = "berth-converge"
-REVISION_TYPE = "berth.converge/release.v1"
+# The value of werf's werf.io/version annotation on the objects we apply.
+WERF_VERSION = f"berth.converge/{BERTH_VERSION}"
 DEPLOYED, FAILED, SUPERSEDED, PENDING = "deployed", "failed", "superseded", "pending"
 STATUSES = (DEPLOYED, FAILED, SUPERSEDED, PENDING)
 SUCCESSFUL = (DEPLOYED, SUPERSEDED)  # superseded revisions were deployed before a newer one
@@ -51,6 +54,24 @@ SUCCESSFUL = (DEPLOYED, SUPERSEDED)  # superseded revisions were deployed before
 MAX_PAYLOAD = 1000 * 1024
 KEEP_POLICY_ANNOTATION = "helm.sh/resource-policy"
 LEASE_SECONDS = 30
+
+# Revisions are stored as Helm 3's Secret driver stores releases (see docs/releases-and-rollback.md).
+HELM_OWNER = "helm"
+REVISION_TYPE = "helm.sh/release.v1"
+# What berth.converge 0.1 wrote; read, and converted to Helm records on the next write.
+LEGACY_OWNER = "berth-converge"
+LEGACY_REVISION_TYPE = "berth.converge/release.v1"
+OWNER = HELM_OWNER
+# Helm's labels on a release Secret; any other label is a custom label Helm carries along.
+HELM_SYSTEM_LABELS = ("name", "owner", "status", "version", "createdAt", "modifiedAt")
+# The field of the release JSON that holds what only berth.converge records; Helm ignores it (and drops it
+# when it rewrites the record, e.g. marking it superseded).
+BERTH_FIELD = "berth"
+INSTALL, UPGRADE, ROLLBACK = "install", "upgrade", "rollback"
+# Our pending status is Helm's pending-<operation>; Helm's uninstalling is an operation underway as well.
+_HELM_PENDING = {INSTALL: "pending-install", UPGRADE: "pending-upgrade", ROLLBACK: "pending-rollback"}
+_FROM_HELM_STATUS = {**{helm: PENDING for helm in _HELM_PENDING.values()}, "uninstalling": PENDING}
+_GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 def _now():
@@ -64,41 +85,167 @@ def _iso(moment):
 # ---------------------------------------------------------------------------------------------- revisions
 
 def revision_name(release, version):
+    """The name Helm gives the Secret of a release revision."""
+    return f"sh.helm.release.v1.{release}.v{version}"
+
+
+def legacy_revision_name(release, version):
     return f"berth.release.v1.{release}.v{version}"
 
 
-def encode_payload(payload):
-    """base64(gzip(JSON)) as stored under the key `release` of a revision Secret's data."""
-    return base64.b64encode(gzip.compress(json.dumps(payload, sort_keys=True).encode(), mtime=0)).decode()
+def encode_release(record):
+    """The text Helm stores under the key `release` of the Secret's data: base64(gzip(JSON)). (The API then
+    base64-encodes that text once more, as it does any Secret data.)"""
+    body = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+    return base64.b64encode(gzip.compress(body, compresslevel=9, mtime=0)).decode()
 
 
-def decode_payload(text):
-    return json.loads(gzip.decompress(base64.b64decode(text)))
+def decode_release(text):
+    """The release JSON of `encode_release` text; uncompressed JSON too, as Helm reads its oldest records."""
+    raw = base64.b64decode(text, validate=True)
+    return json.loads(gzip.decompress(raw) if raw[:3] == _GZIP_MAGIC else raw)
+
+
+def _secret_data(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def decode_payload(data):
+    """The payload of a berth.converge 0.1 revision: its Secret data is base64(gzip(JSON))."""
+    return json.loads(gzip.decompress(base64.b64decode(data)))
+
+
+def helm_status(status, operation):
+    """Helm's status for ours: pending is pending-install, -upgrade or -rollback."""
+    return _HELM_PENDING.get(operation, _HELM_PENDING[UPGRADE]) if status == PENDING else status
+
+
+def from_helm_status(status):
+    return _FROM_HELM_STATUS.get(status, status)
+
+
+def manifest_text(manifests):
+    """Helm's `manifest` field: each object as a YAML document after `---` and a `# Source:` line."""
+    return "".join(f"---\n# Source: {_source(obj)}\n{_yaml(obj)}" for obj in manifests)
+
+
+def _yaml(obj):
+    return yaml_dump(obj, default_flow_style=False, sort_keys=False)
+
+
+def _source(obj):
+    return f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}.yaml"
+
+
+def _helm_hook(manifest):
+    """Helm's record of a hook manifest."""
+    hook = helm_hooks.parse_hook(manifest)
+    record = {"name": manifest["metadata"]["name"], "kind": manifest["kind"], "path": _source(manifest),
+              "manifest": _yaml(manifest),
+              "events": list(hook.events) if hook else [],
+              "last_run": {"started_at": "", "completed_at": "", "phase": ""}}
+    if hook and hook.weight:
+        record["weight"] = hook.weight
+    if hook:
+        record["delete_policies"] = list(hook.delete_policies)
+    return record
+
+
+def _parse_documents(text, what):
+    from ansible_collections.berth.converge.plugins.module_utils.render import parse_manifests
+
+    try:
+        return parse_manifests(text or "", source=what)
+    except ConvergeError as exc:
+        raise ConvergeError(f"{what}: {exc}")
+
+
+def operation_of(description):
+    """install, upgrade or rollback, from the description a caller records a revision with."""
+    if description in (INSTALL, UPGRADE):
+        return description
+    return ROLLBACK if str(description).lower().startswith(("rollback", "rolled back")) else UPGRADE
+
+
+def _legacy_description(description):
+    """Helm's words for what berth.converge 0.1 recorded as "rolled back from N to M"."""
+    found = re.fullmatch(r"rolled back from \d+ to (\d+)", str(description or ""))
+    return f"Rollback to {found.group(1)}" if found else description
+
+
+def _helm_description(operation, status, release, description, reason=None):
+    """What `helm history` shows for a revision, in Helm's words."""
+    if status == PENDING:
+        return {INSTALL: "Initial install underway", UPGRADE: "Preparing upgrade"}.get(operation, description)
+    if status == FAILED:
+        verb = {INSTALL: "Release", UPGRADE: "Upgrade", ROLLBACK: "Rollback"}[operation]
+        return f"{verb} \"{release}\" failed: {reason or 'unknown reason'}"
+    if status == DEPLOYED:
+        return {INSTALL: "Install complete", UPGRADE: "Upgrade complete"}.get(operation, description)
+    return description
 
 
 @dataclass
 class Revision:
-    """One recorded revision of a release; the payload is decoded on first use."""
+    """One recorded revision of a release; its record (Helm's release JSON, or the payload berth.converge 0.1
+    wrote when `legacy`) is decoded on first use. `status` is ours (see STATUSES; records Helm wrote may also
+    be uninstalled or unknown); `helm_status` is the status label as stored."""
 
     release: str
     namespace: str
     version: int
     status: str
     encoded: str
+    legacy: bool = False
+    helm_status: str = None
+    labels: dict = None
 
     @classmethod
     def from_secret(cls, secret):
         labels = secret["metadata"].get("labels") or {}
-        return cls(labels["name"], secret["metadata"]["namespace"], int(labels["version"]), labels["status"],
-                   (secret.get("data") or {}).get("release", ""))
+        legacy = secret.get("type") == LEGACY_REVISION_TYPE
+        data = (secret.get("data") or {}).get("release", "")
+        if not legacy:
+            try:
+                data = base64.b64decode(data).decode()
+            except (ValueError, UnicodeDecodeError):
+                data = ""  # reported as unreadable when the record is read
+        return cls(labels["name"], secret["metadata"]["namespace"], int(labels["version"]),
+                   from_helm_status(labels["status"]), data, legacy, labels["status"], labels)
+
+    @property
+    def secret_name(self):
+        return (legacy_revision_name if self.legacy else revision_name)(self.release, self.version)
+
+    @cached_property
+    def record(self):
+        try:
+            return (decode_payload if self.legacy else decode_release)(self.encoded)
+        except (ValueError, OSError, EOFError) as exc:
+            raise ConvergeError(f"revision Secret {self.secret_name} in namespace {self.namespace} has an "
+                                f"unreadable record: {exc}")
 
     @cached_property
     def payload(self):
-        try:
-            return decode_payload(self.encoded)
-        except (ValueError, OSError, EOFError) as exc:
-            raise ConvergeError(f"revision Secret {revision_name(self.release, self.version)} in namespace "
-                                f"{self.namespace} has an unreadable payload: {exc}")
+        """What berth.converge knows of the revision, the same for every kind of record: manifests (hooks
+        included), resources, images, commit, description, reason, time, updated, berth_version, werf."""
+        if self.legacy:
+            return dict(self.record, operation=operation_of(self.record.get("description")))
+        record, info = self.record, self.record.get("info") or {}
+        berth = record.get(BERTH_FIELD) or {}
+        where = f"revision Secret {self.secret_name} in namespace {self.namespace}"
+        resources = _parse_documents(record.get("manifest"), f"{where}, manifest")
+        hooks = [obj for hook in record.get("hooks") or []
+                 for obj in _parse_documents(hook.get("manifest"), f"{where}, hook {hook.get('name')}")]
+        manifests = _in_recorded_order(resources, hooks, berth.get("hook_positions"))
+        description = info.get("description")
+        return {"release": record.get("name"), "namespace": record.get("namespace"), "revision": self.version,
+                "status": self.status, "description": description, "operation": berth.get("operation"),
+                "reason": berth.get("reason") if berth else (description if self.status == FAILED else None),
+                "manifests": manifests, "images": berth.get("images"), "commit": berth.get("commit"),
+                "resources": berth.get("resources"), "time": berth.get("time") or info.get("last_deployed"),
+                "updated": berth.get("updated"), "berth_version": berth.get("berth_version"),
+                "werf": berth.get("werf"), "object_metadata": berth.get("object_metadata")}
 
     @property
     def manifests(self):
@@ -106,15 +253,28 @@ class Revision:
 
     @property
     def resources(self):
-        return self.payload.get("resources") or []
+        """{apiVersion, kind, namespace, name} of the release's objects (hooks aside). A record Helm wrote
+        names no namespace for objects that take the release's: None, settled by the caller."""
+        recorded = self.payload.get("resources")
+        if recorded is not None:
+            return recorded
+        resources, _hooks, _warnings = helm_hooks.split_hooks(self.manifests)
+        return [{"apiVersion": obj["apiVersion"], "kind": obj["kind"],
+                 "namespace": (obj.get("metadata") or {}).get("namespace"), "name": obj["metadata"]["name"]}
+                for obj in resources]
 
     def summary(self):
         """What release_info shows: no manifests (they may hold Secrets)."""
         payload = self.payload
-        return {"revision": self.version, "status": self.status, "description": payload.get("description"),
-                "reason": payload.get("reason"), "commit": payload.get("commit"), "images": payload.get("images"),
-                "time": payload.get("time"), "updated": payload.get("updated"),
-                "resource_count": len(self.resources), "berth_version": payload.get("berth_version")}
+        chart = ((self.record.get("chart") or {}).get("metadata") or {}) if not self.legacy else {}
+        return {"revision": self.version, "status": self.status, "helm_status": self.helm_status,
+                "description": payload.get("description"), "reason": payload.get("reason"),
+                "commit": payload.get("commit"), "images": payload.get("images"), "time": payload.get("time"),
+                "updated": payload.get("updated"), "resource_count": len(self.resources),
+                "berth_version": payload.get("berth_version"),
+                "chart": f"{chart['name']}-{chart.get('version')}" if chart.get("name") else None,
+                "app_version": chart.get("appVersion"), "werf": payload.get("werf"),
+                "recorded_by": "berth.converge" if payload.get("berth_version") else "helm"}
 
 
 def _secrets_path(namespace, name=None):
@@ -122,17 +282,26 @@ def _secrets_path(namespace, name=None):
     return path + (f"/{quote(name, safe='')}" if name else "")
 
 
-def history(api, release, namespace):
-    """Every revision of the release, oldest first."""
-    kube = Kube.of(api)
+def _revision_secrets(kube, release, namespace):
     try:
         listing = kube.request("GET", _secrets_path(namespace),
-                               {"labelSelector": f"owner={OWNER},name={release}"})
+                               {"labelSelector": f"owner in ({HELM_OWNER},{LEGACY_OWNER}),name={release}"})
     except KubeApiError as exc:
         raise ConvergeError(f"cannot read the revisions of release {release} in namespace {namespace}: {exc}")
-    revisions = [Revision.from_secret(item) for item in listing.get("items", [])
-                 if item.get("type") == REVISION_TYPE]
-    return sorted(revisions, key=lambda revision: revision.version)
+    return [item for item in listing.get("items", [])
+            if (item.get("type"), (item["metadata"].get("labels") or {}).get("owner"))
+            in ((REVISION_TYPE, HELM_OWNER), (LEGACY_REVISION_TYPE, LEGACY_OWNER))]
+
+
+def history(api, release, namespace):
+    """Every revision of the release, oldest first: Helm's records, and those berth.converge 0.1 wrote (a
+    Helm record of the same number wins)."""
+    by_version = {}
+    for item in _revision_secrets(Kube.of(api), release, namespace):
+        revision = Revision.from_secret(item)
+        if revision.version not in by_version or by_version[revision.version].legacy:
+            by_version[revision.version] = revision
+    return [by_version[version] for version in sorted(by_version)]
 
 
 def latest(api, release, namespace):
@@ -152,26 +321,80 @@ def last_successful(revisions, before=None):
     return None
 
 
-def record_revision(api, release, namespace, *, manifests, images=None, commit=None, resources=(),
-                    status=PENDING, description=""):
-    """Record the next revision of the release and return it."""
-    _check_status(status)
-    kube = Kube.of(api)
-    previous = latest(kube, release, namespace)
-    version = previous.version + 1 if previous else 1
-    payload = {"release": release, "namespace": namespace, "revision": version, "status": status,
-               "description": description, "reason": None, "manifests": manifests, "images": images or [],
-               "commit": commit, "resources": list(resources), "time": _iso(_now()), "updated": None,
-               "berth_version": BERTH_VERSION}
-    encoded = encode_payload(payload)
+def default_chart(release):
+    """The chart recorded when the caller names none (Helm shows it as <name>-<version>)."""
+    return {"name": release, "version": "0.0.0"}
+
+
+def _chart_record(chart, release):
+    metadata = {"apiVersion": "v2", **default_chart(release), **{k: v for k, v in (chart or {}).items() if v}}
+    return {"metadata": metadata, "lock": None, "templates": [], "values": {}, "schema": None, "files": []}
+
+
+def helm_record(release, namespace, version, *, manifests, status, description, berth, chart=None,
+                first_deployed=None, reason=None, now=None):
+    """The release JSON Helm would store for this revision, with our data under BERTH_FIELD."""
+    now = now or _now()
+    resources, hooks = [], []
+    for manifest in manifests:
+        (hooks if helm_hooks.is_hook(manifest) else resources).append(manifest)
+    # Helm keeps hooks apart from the manifest; where they were lets the manifests come back as given.
+    berth = dict(berth, hook_positions=[i for i, m in enumerate(manifests) if helm_hooks.is_hook(m)])
+    operation = berth["operation"]
+    record = {"name": release, "namespace": namespace, "version": version,
+              "info": {"first_deployed": first_deployed or _micro(now), "last_deployed": _micro(now),
+                       "deleted": "", "description": _helm_description(operation, status, release, description,
+                                                                       reason),
+                       "status": helm_status(status, operation)},
+              "chart": _chart_record(chart, release), "manifest": manifest_text(resources),
+              BERTH_FIELD: berth}
+    if hooks:
+        record["hooks"] = [_helm_hook(hook) for hook in hooks]
+    return record
+
+
+def _labels(release, version, status, operation, custom=None):
+    """Helm's labels of a release Secret, after the custom ones it carries."""
+    return {**(custom or {}), "owner": HELM_OWNER, "name": release, "version": str(version),
+            "status": helm_status(status, operation)}
+
+
+def _secret(release, namespace, version, record, labels):
+    encoded = encode_release(record)
     if len(encoded) > MAX_PAYLOAD:
         raise ConvergeError(f"release {release} revision {version} is {len(encoded)} bytes compressed, more than "
                             f"a Secret can hold ({MAX_PAYLOAD}); split the chart into several releases")
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": REVISION_TYPE,
-              "metadata": {"name": revision_name(release, version), "namespace": namespace,
-                           "labels": _labels(release, version, status)},
-              "data": {"release": encoded}}
+    return {"apiVersion": "v1", "kind": "Secret", "type": REVISION_TYPE,
+            "metadata": {"name": revision_name(release, version), "namespace": namespace, "labels": labels},
+            "data": {"release": _secret_data(encoded)}}
+
+
+def record_revision(api, release, namespace, *, manifests, images=None, commit=None, resources=(),
+                    status=PENDING, description="", chart=None, werf=None, object_metadata=None):
+    """Record the next revision of the release, as Helm stores it, and return it. `description` is install,
+    upgrade or, for a rollback, Helm's "Rollback to N"; `chart` ({name, version, appVersion}) is what
+    `helm history` shows; `werf` ({project, env, version}) and `object_metadata` ({labels, annotations} added
+    to every object) are kept for release_info and rollbacks."""
+    _check_status(status)
+    kube = Kube.of(api)
+    revisions = history(kube, release, namespace)
+    if any(revision.legacy for revision in revisions):
+        revisions = convert_legacy_records(kube, release, namespace, revisions)
+    previous = revisions[-1] if revisions else None
+    version = previous.version + 1 if previous else 1
+    now = _now()
+    operation = operation_of(description)
+    berth = {"operation": operation, "commit": commit, "images": images or [], "resources": list(resources),
+             "time": _iso(now), "updated": None, "reason": None, "berth_version": BERTH_VERSION,
+             "werf": werf, "object_metadata": object_metadata}
+    # Helm carries the first deployment time from revision to revision.
+    first = (previous.record.get("info") or {}).get("first_deployed") if previous and not previous.legacy else None
+    record = helm_record(release, namespace, version, manifests=manifests, status=status, description=description,
+                         berth=berth, chart=chart, first_deployed=first, now=now)
+    labels = _labels(release, version, status, operation, _custom_labels(previous))
+    labels["createdAt"] = str(int(now.timestamp()))
     try:
+        secret = _secret(release, namespace, version, record, labels)
         created = kube.request("POST", _secrets_path(namespace), body=secret)
     except KubeApiError as exc:
         raise ConvergeError(f"cannot record revision {version} of release {release} in namespace {namespace}: "
@@ -179,19 +402,39 @@ def record_revision(api, release, namespace, *, manifests, images=None, commit=N
     return Revision.from_secret(created)
 
 
+def _custom_labels(revision):
+    """Labels a user gave a release (`helm upgrade --labels`): Helm carries them to the next revision."""
+    if revision is None or revision.legacy:
+        return {}
+    return {k: v for k, v in (revision.labels or {}).items() if k not in HELM_SYSTEM_LABELS}
+
+
 def set_revision_status(api, release, namespace, revision, status, reason=None):
-    """Set the status (and the reason, e.g. why it failed) of a recorded revision; returns it."""
+    """Set the status (and the reason, e.g. why it failed) of a recorded revision; returns it. Works on
+    records Helm wrote too: everything else in the record stays as it is."""
     _check_status(status)
     kube = Kube.of(api)
     path = _secrets_path(namespace, revision_name(release, revision))
     for _attempt in range(5):
         secret = kube.get_or_none(path)
         if secret is None:
-            raise ConvergeError(f"release {release} has no revision {revision} in namespace {namespace}")
-        payload = decode_payload(secret["data"]["release"])
-        payload.update(status=status, reason=reason, updated=_iso(_now()))
-        secret["data"]["release"] = encode_payload(payload)
-        secret["metadata"]["labels"]["status"] = status
+            revisions = history(kube, release, namespace)
+            if not any(r.legacy and r.version == revision for r in revisions):
+                raise ConvergeError(f"release {release} has no revision {revision} in namespace {namespace}")
+            convert_legacy_records(kube, release, namespace, revisions)
+            continue
+        current = Revision.from_secret(secret)
+        record = current.record
+        berth = record.get(BERTH_FIELD)
+        operation = (berth or {}).get("operation") or _helm_operation(current.helm_status, record)
+        info = record.setdefault("info", {})
+        info["description"] = _helm_description(operation, status, release, info.get("description"), reason)
+        info["status"] = helm_status(status, operation)
+        if berth is not None:
+            berth.update(reason=reason, updated=_iso(_now()))
+        secret["data"]["release"] = _secret_data(encode_release(record))
+        labels = secret["metadata"].setdefault("labels", {})
+        labels.update(status=info["status"], modifiedAt=str(int(_now().timestamp())))
         try:
             return Revision.from_secret(kube.request("PUT", path, body=secret))
         except KubeApiError as exc:
@@ -200,8 +443,74 @@ def set_revision_status(api, release, namespace, revision, status, reason=None):
     raise ConvergeError(f"revision {revision} of release {release} kept changing while setting its status")
 
 
-def _labels(release, version, status):
-    return {"owner": OWNER, "name": release, "version": str(version), "status": status}
+def _helm_operation(helm_status_label, record):
+    """The operation of a record Helm wrote, from its pending status or its description."""
+    for operation, pending in _HELM_PENDING.items():
+        if helm_status_label == pending:
+            return operation
+    description = str((record.get("info") or {}).get("description") or "")
+    if description.startswith("Rollback"):
+        return ROLLBACK
+    return INSTALL if description.startswith(("Install", "Initial install", "Release")) else UPGRADE
+
+
+def convert_legacy_records(kube, release, namespace, revisions):
+    """Write each revision berth.converge 0.1 recorded as a Helm record of the same number, then delete the old
+    Secret (the caller holds the release lock); returns the history as Helm records."""
+    converted = []
+    for revision in revisions:
+        if not revision.legacy:
+            converted.append(revision)
+            continue
+        payload = revision.payload
+        berth = {"operation": payload["operation"], "commit": payload.get("commit"),
+                 "images": payload.get("images") or [], "resources": payload.get("resources") or [],
+                 "time": payload.get("time"), "updated": payload.get("updated"), "reason": payload.get("reason"),
+                 "berth_version": payload.get("berth_version"), "werf": None, "object_metadata": None,
+                 "converted_from": revision.secret_name}
+        moment = _parse_time(payload["time"]) if payload.get("time") else _now()
+        description = _legacy_description(payload.get("description"))
+        if revision.status == SUPERSEDED:  # described as when it was deployed, as Helm keeps it
+            description = _helm_description(berth["operation"], DEPLOYED, release, description)
+        record = helm_record(release, namespace, revision.version, manifests=payload.get("manifests") or [],
+                             status=revision.status, description=description,
+                             berth=berth, reason=payload.get("reason"), now=moment)
+        labels = _labels(release, revision.version, revision.status, berth["operation"])
+        try:
+            created = kube.request("POST", _secrets_path(namespace),
+                                   body=_secret(release, namespace, revision.version, record, labels))
+        except KubeApiError as exc:
+            if exc.status != 409:  # 409: converted already by an interrupted run
+                raise ConvergeError(f"cannot convert revision Secret {revision.secret_name} of release {release} "
+                                    f"to Helm's format: {exc}")
+            created = kube.get_or_none(_secrets_path(namespace, revision_name(release, revision.version)))
+        try:
+            kube.request("DELETE", _secrets_path(namespace, revision.secret_name))
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise ConvergeError(f"cannot delete revision Secret {revision.secret_name} after converting it: "
+                                    f"{exc}")
+        converted.append(Revision.from_secret(created))
+    return converted
+
+
+def delete_revision_records(kube, release, namespace, revisions):
+    """Delete the Secrets of the revisions (dismiss)."""
+    for revision in revisions:
+        try:
+            kube.request("DELETE", _secrets_path(namespace, revision.secret_name))
+        except KubeApiError as exc:
+            if not exc.not_found:
+                raise ConvergeError(f"cannot delete revision Secret {revision.secret_name}: {exc}")
+
+
+def _in_recorded_order(resources, hooks, hook_positions):
+    """The manifests in the order they were recorded in (hooks after the resources when it is unknown)."""
+    total = len(resources) + len(hooks)
+    if hook_positions is None or len(hook_positions) != len(hooks) or any(p >= total for p in hook_positions):
+        return resources + hooks
+    positions, remaining_hooks, remaining_resources = set(hook_positions), iter(hooks), iter(resources)
+    return [next(remaining_hooks) if i in positions else next(remaining_resources) for i in range(total)]
 
 
 def _check_status(status):
@@ -318,6 +627,7 @@ class ReleaseLock:
 
 
 def _micro(moment):
+    """RFC 3339 with microseconds in UTC: a Kubernetes MicroTime, and a time as Helm's JSON has them."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -346,7 +656,17 @@ def record_of(api_version, rid):
     return {"apiVersion": api_version, "kind": rid.kind, "namespace": rid.namespace or None, "name": rid.name}
 
 
-def prune_candidates(revisions, desired_ids, release_namespace):
+def recorded_id(record, release_namespace, namespaced=None):
+    """The ResourceId of a recorded object. An object without a namespace is cluster-scoped, unless
+    `namespaced(apiVersion, kind)` says it takes the release's (records Helm wrote name none)."""
+    group, _version = split_api_version(record["apiVersion"])
+    namespace = record.get("namespace") or ""
+    if not namespace and namespaced and namespaced(record["apiVersion"], record["kind"]):
+        namespace = release_namespace
+    return ResourceId(group, record["kind"], namespace, record["name"])
+
+
+def prune_candidates(revisions, desired_ids, release_namespace, namespaced=None):
     """(apiVersion, ResourceId) of objects recorded since the last successful revision and no longer
     desired, plus warnings for those never pruned (CustomResourceDefinitions, the release namespace)."""
     last_good = last_successful(revisions)
@@ -354,8 +674,7 @@ def prune_candidates(revisions, desired_ids, release_namespace):
     candidates, warnings, seen = [], [], set(desired_ids)
     for revision in since:
         for record in revision.resources:
-            group, _version = split_api_version(record["apiVersion"])
-            rid = ResourceId(group, record["kind"], record.get("namespace") or "", record["name"])
+            rid = recorded_id(record, release_namespace, namespaced)
             if rid in seen:
                 continue
             seen.add(rid)
@@ -370,7 +689,7 @@ def prune_candidates(revisions, desired_ids, release_namespace):
 
 def plan_prune(applier, revisions, desired_ids, warnings):
     """Planned deletes of the prune candidates that still exist and belong to this release."""
-    candidates, kept = prune_candidates(revisions, desired_ids, applier.namespace)
+    candidates, kept = prune_candidates(revisions, desired_ids, applier.namespace, applier.namespaced)
     warnings.extend(kept)
     deletes = []
     for (api_version, rid), live in run_parallel(lambda c: applier.live(*c), candidates, applier.concurrency):
@@ -406,6 +725,7 @@ class ApplyOptions:
     diff: bool = False
     timeout: int = 300
     progress_file: str = None
+    force_adoption: bool = False
 
 
 @dataclass
@@ -416,12 +736,19 @@ class ReleaseRequest:
     hooks.PHASES; INSTALL_OR_UPGRADE for an apply) run around the resources, none when it is None.
     """
 
+    def object_metadata(self):
+        return self.metadata or ObjectMetadata.werf(version=WERF_VERSION)
+
     manifests: list
     images: list = None
     commit: dict = None
     description: str = None
     record_unchanged: bool = False
     hook_phase: str = None
+    crds: list = field(default_factory=list)  # a chart's crds/: created when absent, never owned nor deleted
+    chart: dict = None  # {name, version, appVersion} of the chart, recorded for `helm history`
+    metadata: ObjectMetadata = None  # labels and annotations added to every object
+    werf: dict = None  # {project, env, version}, recorded
 
 
 @dataclass
@@ -489,7 +816,9 @@ def _dismiss(kube, release, namespace, options):
     revisions = history(kube, release, namespace)
     applier = _applier(kube, release, namespace, options)
     _resources, hooks, warnings = helm_hooks.split_hooks(revisions[-1].manifests if revisions else [])
-    hook_plan = HookPlan.of(helm_hooks.prepare_hooks(hooks, release, namespace, applier.mapper), helm_hooks.DELETE)
+    metadata = recorded_metadata(revisions[-1]) if revisions else None
+    hook_plan = HookPlan.of(helm_hooks.prepare_hooks(hooks, release, namespace, applier.mapper, metadata),
+                            helm_hooks.DELETE)
     applier.plan(hook_plan.desired, written="nothing was deleted")
     deletes = plan_prune(applier, revisions, [], warnings)
     if options.check_mode:
@@ -503,8 +832,7 @@ def _dismiss(kube, release, namespace, options):
     except ConvergeError as exc:
         raise ConvergeError(f"{exc}\nDismissing release {release} stopped there; its revision records are kept.",
                             **{"hooks": runner.entries, "progress": applier.waiter.progress, **exc.details})
-    for revision in revisions:
-        kube.request("DELETE", _secrets_path(namespace, revision_name(release, revision.version)))
+    delete_revision_records(kube, release, namespace, revisions)
     return _result(deletes, bool(deletes or revisions), None, warnings, options.diff, runner.entries,
                    applier.waiter.progress)
 
@@ -513,7 +841,21 @@ def _applier(kube, release, namespace, options):
     """An Applier for the options; outside check mode it waits for werf.io/weight groups and hooks."""
     waiter = None if options.check_mode else Waiter(kube, options.timeout, options.progress_file)
     return Applier(kube, ResourceMapper(kube), release, namespace, options.force_conflicts, options.concurrency,
-                   waiter)
+                   waiter, options.force_adoption)
+
+
+def recorded_chart(revision):
+    """{name, version, appVersion} of the chart a revision records, or None."""
+    if revision.legacy:
+        return None
+    metadata = (revision.record.get("chart") or {}).get("metadata") or {}
+    return {key: metadata.get(key) for key in ("name", "version", "appVersion")} if metadata else None
+
+
+def recorded_metadata(revision):
+    """The ObjectMetadata a revision's objects were applied with (none for records Helm wrote)."""
+    recorded = revision.payload.get("object_metadata") or {}
+    return ObjectMetadata(recorded.get("labels") or {}, recorded.get("annotations") or {})
 
 
 def lock_result(lock, warnings):
@@ -539,7 +881,8 @@ def converge(kube, release, namespace, request, options, revisions=None):
     previous = revisions[-1].version if revisions else None
     record = plan.changed or request.record_unchanged
     revision = (previous or 0) + 1 if record else previous
-    planned, hook_entries, progress = plan.planned, ([item.entry for item in plan.hooks.items] if record else []), []
+    planned, hook_entries, progress = plan.crds + plan.planned, ([item.entry for item in plan.hooks.items]
+                                                                 if record else []), []
     if record and not options.check_mode:
         planned, hook_entries, progress = _write(kube, applier, request, plan, revisions)
     return _result(planned + plan.deletes, plan.changed or record, revision, plan.warnings, options.diff,
@@ -556,6 +899,7 @@ class ReleasePlan:
     hooks: HookPlan
     warnings: list
     changed: bool
+    crds: list = field(default_factory=list)  # Planned creates of the absent CRDs of the chart's crds/
 
 
 def plan_release(applier, request, revisions, namespace_exists, options):
@@ -563,18 +907,46 @@ def plan_release(applier, request, revisions, namespace_exists, options):
     plan the prune. Hooks are never pruned."""
     manifests, hooks, warnings = helm_hooks.split_hooks(request.manifests)
     phase = helm_hooks.resolve_phase(request.hook_phase, bool(revisions))
-    desired = prepare(manifests, applier.release, applier.namespace, applier.mapper)
-    hook_items = helm_hooks.prepare_hooks(hooks, applier.release, applier.namespace, applier.mapper)
+    metadata = request.object_metadata()
+    release, namespace, mapper = applier.release, applier.namespace, applier.mapper
+    crds = prepare(request.crds, release, namespace, mapper, owned=False)
+    desired = prepare(manifests, release, namespace, mapper, metadata, crds=request.crds)
+    hook_items = helm_hooks.prepare_hooks(hooks, release, namespace, mapper, metadata)
     hook_plan = HookPlan.of(hook_items, phase)
-    validated = applier.plan(desired + hook_plan.desired,
+    applier.known = frozenset(recorded_ids(revisions, applier))
+    absent_crds, present_crds = _absent_crds(applier, crds)
+    validated = applier.plan(absent_crds + desired + hook_plan.desired,
                              creatable_namespaces=() if namespace_exists else (applier.namespace,))
     if options.check_mode:  # outside check mode the unvalidated objects are validated before they are written
         warnings += [f"{p.rid.label}: {note}" for p in validated for note in p.notes]
-    planned = validated[:len(desired)]
+    crd_plan = validated[:len(absent_crds)] + present_crds
+    planned = validated[len(absent_crds):len(absent_crds) + len(desired)]
     kept = [d.rid for d in desired] + [item.desired.rid for item in hook_items]
     deletes = plan_prune(applier, revisions, kept, warnings) if options.prune else []
-    changed = any(p.changed for p in planned) or bool(deletes) or _hooks_changed(hooks, revisions, phase)
-    return ReleasePlan(desired, planned, deletes, hook_plan, warnings, changed)
+    changed = (any(p.changed for p in planned + crd_plan) or bool(deletes)
+               or _hooks_changed(hooks, revisions, phase))
+    return ReleasePlan(desired, planned, deletes, hook_plan, warnings, changed, crd_plan)
+
+
+def recorded_ids(revisions, applier):
+    """The ResourceIds of the objects the release had: in its latest and its last successful revision."""
+    chosen = {id(r): r for r in (revisions[-1:] + [last_successful(revisions)]) if r}.values()
+    return {recorded_id(record, applier.namespace, applier.namespaced)
+            for revision in chosen for record in revision.resources}
+
+
+def _absent_crds(applier, crds):
+    """(absent, present): the CRDs of a chart's crds/ that do not exist yet (to create, as Helm and werf do),
+    and Planned unchanged entries for those that exist, whoever made them: they are never updated."""
+    absent, present = [], []
+    for item, live in run_parallel(lambda d: applier.live(d.api_version, d.rid), crds, applier.concurrency):
+        if isinstance(live, Exception):
+            raise ConvergeError(f"cannot read {item.rid.label}: {live}")
+        if live is None:
+            absent.append(item)
+        else:
+            present.append(Planned(item.rid, item.api_version, UNCHANGED, live, live, item))
+    return absent, present
 
 
 def _hooks_changed(hooks, revisions, phase):
@@ -590,12 +962,14 @@ def _write(kube, applier, request, plan, revisions):
     the post hooks; then mark the revision deployed (or failed). Returns the final planned list, the report
     entries of the hooks run and the progress lines of the waits."""
     release, namespace = applier.release, applier.namespace
-    resources = [record_of(d.api_version, d.rid) for d in plan.desired]
+    resources = [dict(record_of(p.api_version, p.rid), action=p.action) for p in plan.planned]
     description = request.description or ("upgrade" if revisions else "install")
     revision = record_revision(kube, release, namespace, manifests=request.manifests, images=request.images,
-                               commit=request.commit, resources=resources, description=description)
+                               commit=request.commit, resources=resources, description=description,
+                               chart=request.chart, werf=request.werf,
+                               object_metadata=request.object_metadata().as_dict())
     runner = helm_hooks.HookRunner(applier, applier.waiter)
-    planned = plan.planned
+    planned = plan.crds + plan.planned
     try:
         applier.delete(plan.deletes)  # first, as werf does: before the pre hooks and the apply
         planned = applier.apply(planned, before_main=lambda: runner.run(plan.hooks.pre))

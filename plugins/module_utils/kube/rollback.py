@@ -17,6 +17,8 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.release import
     history,
     last_successful,
     lock_result,
+    recorded_chart,
+    recorded_metadata,
 )
 from ansible_collections.berth.converge.plugins.module_utils.kube.resource import Kube
 
@@ -60,10 +62,12 @@ def _rollback(kube, release, namespace, revision, options):
     if not revisions:
         raise ConvergeError(f"release {release} has no revisions in namespace {namespace}")
     target, current = rollback_target(revisions, revision), revisions[-1]
+    # Helm's description of a rollback; the chart and the object metadata of the target come back with it.
     request = ReleaseRequest(target.manifests, target.payload.get("images"), target.payload.get("commit"),
-                             description=f"rolled back from {current.version} to {target.version}",
+                             description=f"Rollback to {target.version}",
                              record_unchanged=target.manifests != current.manifests,
-                             hook_phase=hooks.ROLLBACK)
+                             hook_phase=hooks.ROLLBACK, chart=recorded_chart(target),
+                             metadata=recorded_metadata(target), werf=target.payload.get("werf"))
     result = converge(kube, release, namespace, request, options, revisions=revisions)
     result.update(rolled_back_from=current.version, rolled_back_to=target.version)
     return result

@@ -114,11 +114,44 @@ def test_prepare_defaults_namespace_only_for_namespaced_kinds_and_keeps_input():
     assert "namespace" not in desired[2].obj["metadata"]
     assert desired[4].rtype is None  # served only once the CRD of the set is applied
     for item in desired:
-        annotations = item.obj["metadata"]["annotations"]
-        assert annotations[apply.RELEASE_ANNOTATION] == "rel"
-        assert annotations[apply.RELEASE_NAMESPACE_ANNOTATION] == "shop"
-        assert annotations[apply.HELM_RELEASE_ANNOTATION] == "rel"
-        assert annotations[apply.HELM_NAMESPACE_ANNOTATION] == "shop"
+        assert item.obj["metadata"]["labels"] == {apply.MANAGED_BY_LABEL: "Helm"}
+        assert item.obj["metadata"]["annotations"] == {apply.HELM_RELEASE_ANNOTATION: "rel",
+                                                       apply.HELM_NAMESPACE_ANNOTATION: "shop"}
+
+
+def test_prepare_adds_werf_metadata_everywhere_and_ownership_only_to_owned_non_hooks():
+    metadata = apply.ObjectMetadata.werf(project="shop", env="", version="berth.converge/0.1.0",
+                                         labels={"team": "a", "app.kubernetes.io/managed-by": "me"},
+                                         annotations={"ci/url": "https://ci/1", "replicas": 3})
+    chart_obj = obj("ConfigMap", "cfg")
+    chart_obj["metadata"]["annotations"] = {"ci/url": "from-chart", "keep": "me"}
+    owned, = apply.prepare([chart_obj], "rel", "shop", FakeMapper(), metadata)
+    hook, = apply.prepare([obj("ConfigMap", "h")], "rel", "shop", FakeMapper(), metadata, hooks=True)
+    crd, = apply.prepare([CRD], "rel", "shop", FakeMapper(), owned=False)
+    werf = {"werf.io/version": "berth.converge/0.1.0", "project.werf.io/name": "shop"}  # no env: not set
+    assert owned.obj["metadata"]["labels"] == {"team": "a", "app.kubernetes.io/managed-by": "Helm"}
+    assert owned.obj["metadata"]["annotations"] == {"keep": "me", "ci/url": "https://ci/1", "replicas": "3", **werf,
+                                                    "meta.helm.sh/release-name": "rel",
+                                                    "meta.helm.sh/release-namespace": "shop"}
+    assert hook.hook and hook.obj["metadata"]["labels"] == {"team": "a", "app.kubernetes.io/managed-by": "me"}
+    assert hook.obj["metadata"]["annotations"] == {"ci/url": "https://ci/1", "replicas": "3", **werf}
+    assert "labels" not in crd.obj["metadata"] and "annotations" not in crd.obj["metadata"]
+    with pytest.raises(ConvergeError, match="annotations: the value of x must be a string"):
+        apply.ObjectMetadata.werf(annotations={"x": {"a": 1}})
+
+
+def test_import_refusal_is_helms_ownership_check():
+    mine = {"metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm"},
+                         "annotations": {"meta.helm.sh/release-name": "rel",
+                                         "meta.helm.sh/release-namespace": "shop"}}}
+    assert apply.import_refusal(mine, "rel", "shop") is None
+    refusal = apply.import_refusal({"metadata": {"annotations": {"meta.helm.sh/release-name": "other"}}},
+                                   "rel", "shop")
+    assert refusal == (
+        "exists and cannot be imported into the current release: invalid ownership metadata; "
+        "label validation error: missing key 'app.kubernetes.io/managed-by': must be set to 'Helm'; "
+        "annotation validation error: key 'meta.helm.sh/release-name' must equal 'rel': current value is 'other'; "
+        "annotation validation error: missing key 'meta.helm.sh/release-namespace': must be set to 'shop'")
 
 
 def test_prepare_rejects_duplicates_and_incomplete_items():
@@ -132,9 +165,9 @@ def test_prepare_rejects_duplicates_and_incomplete_items():
         apply.prepare(["kind: ConfigMap"], "rel", "shop", FakeMapper())
 
 
-def test_ownership_by_our_or_helm_annotations():
-    ours = {"metadata": {"annotations": {apply.RELEASE_ANNOTATION: "rel",
-                                         apply.RELEASE_NAMESPACE_ANNOTATION: "shop"}}}
+def test_ownership_by_helm_annotations():
+    ours = {"metadata": {"annotations": {apply.HELM_RELEASE_ANNOTATION: "rel",
+                                         apply.HELM_NAMESPACE_ANNOTATION: "shop"}}}
     helm = {"metadata": {"annotations": {apply.HELM_RELEASE_ANNOTATION: "legacy",
                                          apply.HELM_NAMESPACE_ANNOTATION: "shop"}}}
     assert apply.foreign_owner(ours, "rel", "shop") is None
@@ -247,9 +280,11 @@ class FakeKube:
         return merged
 
 
-def _planned(kube, manifests, creatable=()):
+def _planned(kube, manifests, creatable=(), known=()):
     desired = apply.prepare(manifests, "rel", "shop", FakeMapper())
-    return apply.Applier(kube, FakeMapper(), "rel", "shop").plan(desired, creatable)
+    applier = apply.Applier(kube, FakeMapper(), "rel", "shop")
+    applier.known = frozenset(known)
+    return applier.plan(desired, creatable)
 
 
 def test_plan_writes_nothing_and_decides_each_action():
@@ -258,7 +293,7 @@ def test_plan_writes_nothing_and_decides_each_action():
     live = {f"/api/v1/namespaces/shop/configmaps/{d.rid.name}": d.obj for d in existing}
     kube = FakeKube(live)
     planned = _planned(kube, [obj("ConfigMap", "same", data={"a": "1"}), obj("ConfigMap", "old", data={"a": "2"}),
-                              obj("ConfigMap", "new", data={"a": "1"})])
+                              obj("ConfigMap", "new", data={"a": "1"})], known=[d.rid for d in existing])
     assert [(p.rid.name, p.action) for p in planned] == [("same", "unchanged"), ("old", "update"), ("new", "create")]
     writes = [r for r in kube.requests if r[0] != "GET"]
     assert writes and all(r[2]["dryRun"] == "All" for r in writes)

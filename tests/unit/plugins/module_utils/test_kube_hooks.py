@@ -94,7 +94,7 @@ def test_prepared_hooks_are_recreated_only_with_before_hook_creation():
         "rel", "shop", FakeMapper())
     assert [(i.desired.rid.name, i.desired.recreate) for i in items] == [("a", True), ("b", False)]
     assert items[0].desired.obj["metadata"]["namespace"] == "shop"
-    assert items[0].desired.obj["metadata"]["annotations"]["meta.helm.sh/release-name"] == "rel"
+    assert items[0].desired.obj["metadata"]["annotations"] == {"helm.sh/hook": "pre-upgrade"}  # no ownership, as Helm
 
 
 def test_resolve_phase():

@@ -20,38 +20,103 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.rollback impor
 
 
 def revision(version, status, resources=(), manifests=()):
-    payload = {"resources": [dict(zip(("apiVersion", "kind", "namespace", "name"), r)) for r in resources],
-               "manifests": list(manifests), "commit": {"hash": "a" * 40}, "images": [{"name": "web"}],
-               "time": "2024-05-01T10:00:00Z", "description": "upgrade"}
-    return release.Revision("shop", "prod", version, status, release.encode_payload(payload))
+    berth = {"operation": "upgrade", "commit": {"hash": "a" * 40}, "images": [{"name": "web"}],
+             "resources": [dict(zip(("apiVersion", "kind", "namespace", "name"), r)) for r in resources],
+             "time": "2024-05-01T10:00:00Z"}
+    record = release.helm_record("shop", "prod", version, manifests=list(manifests), status=status,
+                                 description="upgrade", berth=berth)
+    return release.Revision("shop", "prod", version, status, release.encode_release(record))
 
 
-def test_payload_is_gzip_base64_json_and_round_trips():
-    payload = {"manifests": [{"kind": "ConfigMap"}], "images": [], "n": 1}
-    encoded = release.encode_payload(payload)
-    assert json.loads(gzip.decompress(base64.b64decode(encoded))) == payload
-    assert release.decode_payload(encoded) == payload
-    assert release.encode_payload(payload) == encoded  # deterministic: no gzip timestamp
+def test_release_is_base64_of_gzip_json_as_helm_stores_it():
+    record = {"name": "shop", "version": 1, "manifest": "---\n"}
+    encoded = release.encode_release(record)
+    raw = base64.b64decode(encoded)
+    assert raw[:3] == b"\x1f\x8b\x08"
+    assert json.loads(gzip.decompress(raw)) == record
+    assert release.decode_release(encoded) == record
+    # Helm's oldest records are uncompressed JSON
+    assert release.decode_release(base64.b64encode(json.dumps(record).encode()).decode()) == record
+
+
+def test_helm_record_fields_statuses_and_descriptions():
+    manifests = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"}, "data": {"on": "yes"}},
+                 {"apiVersion": "batch/v1", "kind": "Job",
+                  "metadata": {"name": "migrate",
+                               "annotations": {"helm.sh/hook": "pre-upgrade,pre-install", "helm.sh/hook-weight": "-5"}}}]
+    record = release.helm_record("shop", "prod", 2, manifests=manifests, status="pending", description="install",
+                                 berth={"operation": "install"})
+    assert record["info"]["status"] == "pending-install"
+    assert record["info"]["description"] == "Initial install underway"
+    assert record["manifest"].startswith("---\n# Source: ConfigMap/web.yaml\n")
+    assert "migrate" not in record["manifest"]
+    assert [(h["name"], h["kind"], h["events"], h["weight"]) for h in record["hooks"]] == [
+        ("migrate", "Job", ["pre-upgrade", "pre-install"], -5)]
+    assert record["chart"]["metadata"] == {"apiVersion": "v2", "name": "shop", "version": "0.0.0"}
+    stored = release.Revision("shop", "prod", 2, "pending", release.encode_release(record))
+    assert stored.manifests == manifests  # the manifests come back exactly, in their order
+    reordered = [manifests[1], manifests[0], dict(manifests[1], metadata={**manifests[1]["metadata"], "name": "m2"})]
+    record = release.helm_record("shop", "prod", 3, manifests=reordered, status="deployed", description="upgrade",
+                                 berth={"operation": "upgrade"})
+    assert release.Revision("shop", "prod", 3, "deployed", release.encode_release(record)).manifests == reordered
+    del record["berth"]  # as Helm rewrites it: hooks after the resources
+    assert release.Revision("shop", "prod", 3, "deployed", release.encode_release(record)).manifests == [
+        reordered[1], reordered[0], reordered[2]]
+    assert release._helm_description("upgrade", "failed", "shop", "x", "boom") == 'Upgrade "shop" failed: boom'
+    assert release._helm_description("rollback", "deployed", "shop", "Rollback to 3") == "Rollback to 3"
+    assert release.helm_status("pending", "rollback") == "pending-rollback"
+    assert release.from_helm_status("pending-upgrade") == "pending"
+    assert release.from_helm_status("uninstalled") == "uninstalled"
 
 
 def test_revision_from_secret_and_summary_without_manifests():
-    secret = {"metadata": {"name": "berth.release.v1.shop.v3", "namespace": "prod", "resourceVersion": "9",
-                           "labels": {"owner": "berth-converge", "name": "shop", "version": "3",
-                                      "status": "deployed"}},
+    stored = revision(3, "deployed", [("v1", "Secret", "prod", "db")],
+                      [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
+                        "stringData": {"p": "plain"}}])
+    secret = {"metadata": {"name": "sh.helm.release.v1.shop.v3", "namespace": "prod", "resourceVersion": "9",
+                           "labels": {"owner": "helm", "name": "shop", "version": "3", "status": "deployed"}},
               "type": release.REVISION_TYPE,
-              "data": {"release": revision(3, "deployed", [("v1", "Secret", "prod", "db")],
-                                           [{"kind": "Secret", "stringData": {"p": "plain"}}]).encoded}}
+              "data": {"release": base64.b64encode(stored.encoded.encode()).decode()}}
     parsed = release.Revision.from_secret(secret)
     assert (parsed.release, parsed.namespace, parsed.version, parsed.status) == ("shop", "prod", 3, "deployed")
     summary = parsed.summary()
     assert summary["revision"] == 3 and summary["resource_count"] == 1 and summary["commit"] == {"hash": "a" * 40}
+    assert summary["chart"] == "shop-0.0.0" and summary["description"] == "Upgrade complete"
     assert "plain" not in json.dumps(summary)
-    assert release.revision_name("shop", 3) == "berth.release.v1.shop.v3"
+    assert release.revision_name("shop", 3) == "sh.helm.release.v1.shop.v3"
 
 
-def test_unreadable_payload_names_the_secret():
+def test_legacy_revision_is_read():
+    payload = {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}],
+               "resources": [{"apiVersion": "v1", "kind": "ConfigMap", "namespace": "prod", "name": "a"}],
+               "description": "rolled back from 3 to 1", "commit": {"hash": "b" * 40}}
+    data = base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()
+    secret = {"metadata": {"name": "berth.release.v1.shop.v4", "namespace": "prod",
+                           "labels": {"owner": "berth-converge", "name": "shop", "version": "4",
+                                      "status": "deployed"}},
+              "type": release.LEGACY_REVISION_TYPE, "data": {"release": data}}
+    parsed = release.Revision.from_secret(secret)
+    assert parsed.legacy and parsed.secret_name == "berth.release.v1.shop.v4"
+    assert parsed.manifests == payload["manifests"] and parsed.payload["operation"] == "rollback"
+    assert release._legacy_description(payload["description"]) == "Rollback to 1"
+
+
+def test_helm_written_record_without_our_data_derives_resources():
+    record = {"name": "shop", "namespace": "prod", "version": 1,
+              "info": {"status": "deployed", "description": "Install complete"},
+              "manifest": ("---\n# Source: c/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                           "  name: a\n---\n# Source: c/templates/r.yaml\napiVersion: rbac.authorization.k8s.io/v1\n"
+                           "kind: ClusterRole\nmetadata:\n  name: r\n")}
+    stored = release.Revision("shop", "prod", 1, "deployed", release.encode_release(record))
+    assert stored.payload["commit"] is None and stored.summary()["recorded_by"] == "helm"
+    ids = [release.recorded_id(r, "prod", lambda api_version, kind: kind != "ClusterRole") for r in stored.resources]
+    assert ids == [ResourceId("", "ConfigMap", "prod", "a"), ResourceId("rbac.authorization.k8s.io", "ClusterRole",
+                                                                         "", "r")]
+
+
+def test_unreadable_record_names_the_secret():
     broken = release.Revision("shop", "prod", 2, "failed", "not-base64-gzip")
-    with pytest.raises(ConvergeError, match="revision Secret berth.release.v1.shop.v2 in namespace prod"):
+    with pytest.raises(ConvergeError, match="revision Secret sh.helm.release.v1.shop.v2 in namespace prod"):
         broken.payload
 
 
