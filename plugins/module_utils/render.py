@@ -36,7 +36,7 @@ from ansible_collections.berth.converge.plugins.module_utils.config import Deplo
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
 from ansible_collections.berth.converge.plugins.module_utils.kube_yaml import (
-    KubeYAMLError, load_document, load_documents)
+    KubeYAMLError, load_document, load_documents, split_documents)
 from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import (
     CHART_SECRET_VALUES_FILE,
     SecretValueError,
@@ -536,7 +536,7 @@ def mark_chart_crds(text):
     """The objects of ``helm template`` output; those of a crds/ directory carry a mark until split_chart_crds
     takes them apart (Helm installs them apart: created when absent, never owned by a release)."""
     objects = []
-    for chunk in _DOCUMENT_SEPARATOR.split(text):
+    for _line, chunk in split_documents(text):
         found = _SOURCE_COMMENT.search(chunk)
         parsed = parse_manifests(chunk)
         if found and _CHART_CRDS_SOURCE.match(found.group(1).strip()):
