@@ -231,7 +231,7 @@ skipped:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
@@ -240,8 +240,9 @@ from ansible_collections.berth.converge.plugins.module_utils.cleanup import Clea
 from ansible_collections.berth.converge.plugins.module_utils.config import parse_duration
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
-from ansible_collections.berth.converge.plugins.module_utils.registry import (
-    REQUESTS_IMPORT_ERROR, client_from_params)
+from ansible_collections.berth.converge.plugins.module_utils.registry import client_from_params
+from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
+from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 CLUSTER_OPTIONS = dict(
     name=dict(type="str"),
@@ -310,8 +311,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    if REQUESTS_IMPORT_ERROR:
-        module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
+    validate_module_params(module)
+    check_libraries(module, "requests", "yaml", "git", *(KUBE_LIBRARIES if module.params["clusters"] else ()))
     p = module.params
     try:
         grace = None
