@@ -154,9 +154,11 @@ def cm(**metadata):
 
 
 def existing_namespace(ctx, n, kube_api):
-    """The namespace exists with a ConfigMap owned by another field manager, as before a conflicting apply."""
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": n.ns},
-            "data": {"a": "theirs"}}
+    """The namespace exists with a ConfigMap of the release (Helm's ownership metadata, so it may be adopted)
+    whose data another field manager owns, as before a conflicting apply."""
+    metadata = {"name": "cm", "namespace": n.ns, "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": n.release, "meta.helm.sh/release-namespace": n.ns}}
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"a": "theirs"}}
     subprocess.run(["kubectl", "create", "namespace", n.ns], check=True, capture_output=True)
     subprocess.run(["kubectl", "apply", "--server-side", "--field-manager=someone-else", "-f", "-"],
                    input=json.dumps(body), text=True, check=True, capture_output=True)
