@@ -102,6 +102,7 @@ def greeting(kube_api, namespace):
 def release_secrets(kube_api, namespace):
     """{name: (type, labels without the times)} of the Secrets of releases in the namespace."""
     items = Kube(kube_api).request("GET", f"/api/v1/namespaces/{namespace}/secrets")["items"]
+
     def labels(secret):
         return {k: v for k, v in secret["metadata"].get("labels", {}).items() if k not in ("createdAt", "modifiedAt")}
 

@@ -110,8 +110,8 @@ def test_helm_written_record_without_our_data_derives_resources():
     stored = release.Revision("shop", "prod", 1, "deployed", release.encode_release(record))
     assert stored.payload["commit"] is None and stored.summary()["recorded_by"] == "helm"
     ids = [release.recorded_id(r, "prod", lambda api_version, kind: kind != "ClusterRole") for r in stored.resources]
-    assert ids == [ResourceId("", "ConfigMap", "prod", "a"), ResourceId("rbac.authorization.k8s.io", "ClusterRole",
-                                                                         "", "r")]
+    assert ids == [ResourceId("", "ConfigMap", "prod", "a"),
+                   ResourceId("rbac.authorization.k8s.io", "ClusterRole", "", "r")]
 
 
 def test_unreadable_record_names_the_secret():
