@@ -430,10 +430,12 @@ class Kube:
             if processed and not replayable:
                 raise KubeApiError(status, "Unknown", f"{method} {path} at the API server {self.host} failed and "
                                                       f"may or may not have been done; not sent again: {last}")
-            maybe_repeated = maybe_repeated or processed
             remaining = deadline - self._clock()
             if remaining <= 0 or (stop is not None and stop.is_set()):
+                if attempt == 1 and status is not None:
+                    return response, maybe_repeated  # no time to retry: the server's own answer is the error
                 raise self._gave_up(method, path, status, attempt, self._clock() - started, last)
+            maybe_repeated = maybe_repeated or processed
             delay = min(backoff_delay(attempt, retry_after), remaining)
             if stop is not None:
                 if stop.wait(delay):
@@ -442,6 +444,9 @@ class Kube:
                 (self._sleep or time.sleep)(delay)
 
     def _gave_up(self, method, path, status, attempts, seconds, last):
+        if attempts == 1:
+            return KubeApiError(status, "NoAnswer", f"cannot reach the Kubernetes API server at {self.host} "
+                                                    f"({method} {path}): {last}", transient=True)
         return KubeApiError(status, "Unavailable",
                             f"the Kubernetes API server at {self.host} did not answer {method} {path}: retried for "
                             f"{seconds:.0f} s ({attempts} attempts); last error: {last}",

@@ -249,13 +249,13 @@ class HookRunner:
 
     def _read_log(self, namespace, pod, container):
         """The tail of a pod's log; KubeApiError (a ConvergeError) when the API server (or the node behind it)
-        cannot give it. Retried only briefly: the log adds to an error that is already reported."""
+        cannot give it. One attempt: the log only adds to an error already found, and a node without a kubelet
+        answers 500, which would otherwise be retried."""
         query = {"tailLines": str(LOG_LINES)}
         if container:
             query["container"] = container
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/log"
-        return self.kube.read_text(path, query, timeout=LOG_REQUEST_SECONDS,
-                                   deadline=time.monotonic() + LOG_REQUEST_SECONDS)
+        return self.kube.read_text(path, query, timeout=LOG_REQUEST_SECONDS, deadline=time.monotonic())
 
     def _pod_of(self, item):
         """The newest pod of a hook Job (or the hook Pod itself), or None."""

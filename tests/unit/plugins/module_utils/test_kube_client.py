@@ -202,8 +202,19 @@ def test_a_caller_deadline_bounds_the_retries_and_a_stop_event_ends_them():
     stop = threading.Event()
     stop.set()
     kube, _clock = kube_with(FakePool(refused(), (200, {})))
-    with pytest.raises(KubeApiError, match="retried for 0 s \\(1 attempts\\)"):
+    with pytest.raises(KubeApiError, match=f"^cannot reach the Kubernetes API server at {HOST} \\(GET /api\\): "
+                                           "Connection refused$") as caught:
         kube.request("GET", "/api", stop=stop)
+    assert caught.value.transient
+
+
+def test_without_time_to_retry_the_servers_own_answer_is_the_error():
+    """Pod logs get one attempt: a node without a kubelet answers 500 with the reason."""
+    reason = 'Get "https://:10250/containerLogs/a/p/main": dial tcp :10250: connect: connection refused'
+    kube, clock = kube_with(FakePool((500, status(500, reason))))
+    with pytest.raises(KubeApiError) as caught:
+        kube.read_text("/api/v1/namespaces/a/pods/p/log", deadline=clock.now)
+    assert (caught.value.status, str(caught.value)) == (500, reason)
 
 
 # ------------------------------------------------------------------------------- repeated writes
