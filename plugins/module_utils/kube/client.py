@@ -8,8 +8,10 @@
 ``Kube``: JSON requests, text requests (pod logs) and watch streams on that connection; transient failures
 are retried with capped exponential backoff until a deadline; every failure is a ``KubeApiError``.
 
-Which failures are transient: no connection (refused, reset, timed out), 429, 500, 502, 503, 504 and etcd's
-leader changes and timeouts. A request that may have reached the server before it failed is sent again only
+Which failures are transient: no connection (refused, reset, timed out); 429, 502, 503, 504; a 500 only when
+the server marks it retryable (Retry-After) or its message names a passing cause (etcd's leader change, request
+timeout, unavailability): the API server answers 500 to some permanent errors too (server-side apply's "failed
+to create typed patch object ... field not declared in schema"), which must fail at once. A request that may have reached the server before it failed is sent again only
 when that is safe: reads, server-side apply and DELETE are idempotent; a create (POST) or update (PUT, merge
 PATCH) that then meets 409 is checked against the live object, which is ours when it holds what we sent.
 """
@@ -47,8 +49,9 @@ DEFAULT_RETRY_SECONDS = 60
 CONNECT_SECONDS = 10
 BACKOFF_FIRST = 0.2
 BACKOFF_CAP = 5.0
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-TRANSIENT_MESSAGES = ("etcdserver: leader changed", "etcdserver: request timed out")
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+TRANSIENT_MESSAGES = ("etcdserver: leader changed", "etcdserver: request timed out", "etcdserver: no leader",
+                      "etcdserver: too many requests", "rpc error: code = Unavailable")
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # Fields the server sets on every write: they never tell whose write it was.
 _WRITE_STAMPS = ("resourceVersion", "managedFields", "generation")
@@ -224,9 +227,10 @@ def backoff_delay(attempt, retry_after=None):
     return min(BACKOFF_FIRST * 2 ** (attempt - 1), BACKOFF_CAP) * random.uniform(0.8, 1.0)
 
 
-def transient_answer(status, message):
-    """Whether an HTTP error answer is worth retrying."""
-    return status in RETRY_STATUSES or any(text in (message or "") for text in TRANSIENT_MESSAGES)
+def transient_answer(status, message, retry_after=None):
+    """Whether an HTTP error answer is worth retrying (see the module's docstring)."""
+    return (status in RETRY_STATUSES or (retry_after is not None and (status or 0) >= 500)
+            or any(text in (message or "") for text in TRANSIENT_MESSAGES))
 
 
 def transport_failure(exc):
@@ -314,11 +318,15 @@ def _decode(raw):
         return {"message": raw.decode(errors="replace")[:500]}
 
 
-def _retry_after(headers):
-    try:
-        return float((headers or {}).get("Retry-After", ""))
-    except (TypeError, ValueError):
-        return None
+def _retry_after(headers, status=None):
+    """Seconds the server asks us to wait (Retry-After, or its Status' details.retryAfterSeconds), or None."""
+    details = (status.get("details") or {}) if isinstance(status, dict) else {}
+    for value in ((headers or {}).get("Retry-After"), details.get("retryAfterSeconds")):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 # -------------------------------------------------------------------------------------------- client
@@ -423,9 +431,10 @@ class Kube:
             else:
                 data = None if 200 <= response.status <= 299 else _decode(response.data)
                 message = data.get("message") if isinstance(data, dict) else None
-                if not (data is not None and transient_answer(response.status, message)):
+                retry_after = _retry_after(response.headers, data)
+                if not (data is not None and transient_answer(response.status, message, retry_after)):
                     return response, maybe_repeated
-                status, retry_after, processed = response.status, _retry_after(response.headers), True
+                status, processed = response.status, True
                 last = f"HTTP {response.status} {response.reason}" + (f": {message}" if message else "")
             if processed and not replayable:
                 raise KubeApiError(status, "Unknown", f"{method} {path} at the API server {self.host} failed and "
@@ -460,7 +469,7 @@ class Kube:
             message = (f"the Kubernetes API server at {self.host} refused the credentials from "
                        f"{self.connection.credentials} (401 Unauthorized) to {method} {path}")
         return KubeApiError(response.status, reason, message,
-                            transient=transient_answer(response.status, message))
+                            transient=transient_answer(response.status, message, _retry_after(response.headers, data)))
 
     def _settle_repeat(self, error, method, path, body, content_type, deadline):
         """The answer to a request sent again after an attempt that may have been done: a DELETE that finds
@@ -508,7 +517,7 @@ def watch_error(status, host, path):
     status = status if isinstance(status, dict) else {}
     code, message = status.get("code"), status.get("message") or ""
     return KubeApiError(code, status.get("reason") or "Error", f"watch of {path} at {host}: {message or code}",
-                        transient=transient_answer(code, message))
+                        transient=transient_answer(code, message, _retry_after(None, status)))
 
 
 class WatchStream:

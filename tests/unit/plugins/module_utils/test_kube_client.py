@@ -128,6 +128,9 @@ def test_unauthorized_names_the_server_and_where_the_credentials_came_from():
 @pytest.mark.parametrize("failure", [
     refused(), reset(), ReadTimeoutError(None, "/x", "Read timed out. (read timeout=60)"),
     (429, status(429, "too many requests", "TooManyRequests")), (500, status(500, "etcdserver: leader changed")),
+    (500, status(500, "rpc error: code = Unavailable desc = connection error")),
+    (500, status(500, "Internal error occurred: something passing"), {"Retry-After": "1"}),
+    (500, dict(status(500, "Internal error occurred: storage is busy"), details={"retryAfterSeconds": 1})),
     (502, None), (503, status(503, "the server is currently unable to handle the request", "ServiceUnavailable")),
     (504, status(504, "etcdserver: request timed out", "Timeout")),
     (400, status(400, "rpc error: etcdserver: request timed out", "BadRequest")),
@@ -143,6 +146,9 @@ def test_transient_failures_are_retried(failure):
     (400, status(400, "bad request", "BadRequest")), (403, status(403, "forbidden", "Forbidden")),
     (404, status(404, "not found", "NotFound")), (409, status(409, "exists", "AlreadyExists")),
     (422, status(422, "invalid", "Invalid")),
+    # server-side apply's answer to an unknown field: a 500 that no retry fixes
+    (500, status(500, "failed to create typed patch object (shop/web; apps/v1, Kind=Deployment): "
+                      ".spec.template.spec.containers[name=\"main\"].imagePullPolize: field not declared in schema")),
 ])
 def test_other_answers_are_not_retried(failure):
     pool = FakePool(failure, (200, {}))
@@ -380,7 +386,7 @@ def test_watch_decoder_joins_events_cut_anywhere():
 
 class FakeResponse:
     def __init__(self, chunks, status=200):
-        self.chunks, self.status, self.reason = chunks, status, "OK"
+        self.chunks, self.status, self.reason, self.headers = chunks, status, "OK", {}
         self.closed = False
 
     def stream(self, amount, decode_content=True):
