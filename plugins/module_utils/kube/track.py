@@ -548,6 +548,7 @@ class _Stream(threading.Thread):
         self.key, self._sink, self._deadline = key, sink, deadline
         self._stopped = threading.Event()
         self._watch = None
+        self._version = None
 
     def stop(self):
         self._stopped.set()
@@ -565,24 +566,25 @@ class _Stream(threading.Thread):
                 self._sink.put(("ERROR", self.key, exc))
 
     def _follow(self, version):
+        self._version = version
         failures = 0
         while not self._stopped.is_set():
             try:
                 self._watch = self._kube.open_watch(self._path, {
-                    "resourceVersion": version, "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_SECONDS)},
-                    WATCH_READ_SECONDS)
+                    "resourceVersion": self._version, "allowWatchBookmarks": "true",
+                    "timeoutSeconds": str(WATCH_SECONDS)}, WATCH_READ_SECONDS)
                 if failures:
                     self._sink.put(("CONNECTED", self.key, None))
                     failures = 0
                 if self._stopped.is_set():
                     self._watch.close()
-                version = self._consume(self._watch, version)
+                self._consume(self._watch)
             except KubeApiError as exc:
                 if self._stopped.is_set():
                     return
-                if exc.status == 410:  # the history since `version` is gone: list again
+                if exc.status == 410:  # the history since that version is gone: list again
                     self._sink.put(("RESET", self.key, None))
-                    version = self._list()
+                    self._version = self._list()
                     continue
                 if not exc.transient:
                     raise
@@ -591,14 +593,14 @@ class _Stream(threading.Thread):
                     self._sink.put(("DISCONNECTED", self.key, exc))
                 self._stopped.wait(backoff_delay(failures))
 
-    def _consume(self, watch, version):
-        """Forward the events of one watch; returns the last resourceVersion seen."""
+    def _consume(self, watch):
+        """Forward the events of one watch, keeping the last resourceVersion seen (bookmarks too) to resume
+        from, also when the watch is cut."""
         for event in watch:
             obj = event.get("object") or {}
-            version = _meta(obj).get("resourceVersion") or version
+            self._version = _meta(obj).get("resourceVersion") or self._version
             if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                 self._sink.put((event["type"], self.key, obj))
-        return version
 
     def _list(self):
         data = self._kube.request("GET", self._path, deadline=self._deadline, stop=self._stopped)
