@@ -11,9 +11,11 @@ are retried with capped exponential backoff until a deadline; every failure is a
 Which failures are transient: no connection (refused, reset, timed out); 429, 502, 503, 504; a 500 only when
 the server marks it retryable (Retry-After) or its message names a passing cause (etcd's leader change, request
 timeout, unavailability): the API server answers 500 to some permanent errors too (server-side apply's "failed
-to create typed patch object ... field not declared in schema"), which must fail at once. A request that may have reached the server before it failed is sent again only
-when that is safe: reads, server-side apply and DELETE are idempotent; a create (POST) or update (PUT, merge
-PATCH) that then meets 409 is checked against the live object, which is ours when it holds what we sent.
+to create typed patch object ... field not declared in schema"), which must fail at once.
+
+A request that may have reached the server before it failed is sent again only when that is safe: reads,
+server-side apply and DELETE are idempotent; a create (POST) or update (PUT, merge PATCH) that then meets 409 is
+checked against the live object, which is ours when it holds what we sent.
 """
 
 from __future__ import annotations
@@ -339,7 +341,8 @@ class Kube:
 
     def __init__(self, api, retry_seconds=DEFAULT_RETRY_SECONDS, sleep=None, clock=time.monotonic):
         if not isinstance(api, Connection):  # a kubernetes ApiClient: use its configuration
-            api = Connection.of_configuration(api.configuration, f"the client configuration for {api.configuration.host}")
+            api = Connection.of_configuration(api.configuration,
+                                              f"the client configuration for {api.configuration.host}")
         self.connection = api
         self.host = api.host
         self.retry_seconds = retry_seconds
