@@ -67,7 +67,7 @@ options:
   timeout:
     description:
       - Seconds to wait for all resources together before failing with the ones still pending.
-      - Watches survive API server restarts and outages within this time: they reconnect and resume (or list
+      - Watches survive API server restarts and outages within this time; they reconnect and resume (or list
         again when the server no longer has their history).
     type: int
     default: 300

@@ -425,7 +425,7 @@ def test_watch_stream_yields_events_and_raises_on_gone_and_on_a_cut_connection()
 
 def test_open_watch_sends_the_query_and_raises_on_an_error_answer():
     class WatchPool(FakePool):
-        def request(self, method, url, headers=None, preload_content=True, retries=None, timeout=None, body=None):
+        def request(self, method, url, body=None, headers=None, timeout=None, retries=None, preload_content=True):
             self.requests.append(url)
             answer = self.answers.pop(0)
             if isinstance(answer, BaseException):
