@@ -72,12 +72,20 @@ def wait_until(condition, seconds, what):
         time.sleep(0.1)
 
 
-def deployment(name, weight=None):
+def deployment(name, weight=None, node_selector=None):
     annotations = {"werf.io/weight": str(weight)} if weight is not None else {}
+    pod_spec = {"containers": [{"name": "main", "image": "127.0.0.1:5000/faults/app:1"}]}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "annotations": annotations},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "127.0.0.1:5000/faults/app:1"}]}}}}
+                "metadata": {"labels": {"app": name}}, "spec": pod_spec}}}
+
+
+def label_node(kube, label, value):
+    """Set (value None: remove) a label of the first kwok node."""
+    kube.request("PATCH", "/api/v1/nodes/kwok-node-0", body={"metadata": {"labels": {label: value}}},
+                 content_type="application/merge-patch+json")
 
 
 def configmap(name, weight):
@@ -86,10 +94,13 @@ def configmap(name, weight):
 
 
 def test_apply_survives_a_60s_apiserver_outage_in_the_middle(kube_api, namespace, localenv, apiserver):
-    """The Deployment (weight 0) is written and waited for before the ConfigMaps (weight 10): the API server
-    dies as soon as the Deployment exists, so the revision is recorded, part of the release written, and the
-    rest is to come. 60 s later it is back; the apply completes within its timeout of 300 s."""
-    manifests = [deployment("web", weight=0)] + [configmap(f"settings-{n}", weight=10) for n in range(20)]
+    """The Deployment (weight 0) must be ready before the ConfigMaps (weight 10) are written; its pods need a
+    node label that no node has yet. So once the Deployment exists the revision is recorded, part of the release
+    written, and release_apply waits: the API server dies then, for 60 s. Once it is back the label is set; the
+    apply (timeout 300 s) must then complete: its watches reconnected, its lock and its writes retried."""
+    label = f"berth.test/faults-{namespace[-6:]}"
+    manifests = [deployment("web", weight=0, node_selector={label: "yes"})] + [
+        configmap(f"settings-{n}", weight=10) for n in range(20)]
     kube = Kube(kube_api)
     proc = start_module("release_apply", {"manifests": manifests, "release": RELEASE, "namespace": namespace,
                                           "kubeconfig": localenv.kubeconfig, "timeout": 300})
@@ -101,10 +112,12 @@ def test_apply_survives_a_60s_apiserver_outage_in_the_middle(kube_api, namespace
         time.sleep(60)
         assert proc.poll() is None, "release_apply ended while the API server was down"
         apiserver.start()
+        label_node(kube, label, "yes")
         run = finish(proc, 200)
         outage = time.monotonic() - down_at
     finally:
         apiserver.start()
+        label_node(kube, label, None)
         if proc.poll() is None:
             proc.kill()
     assert run.status == "CHANGED", run.output
