@@ -35,7 +35,7 @@ import time
 import uuid
 from pathlib import Path
 
-from kubernetes import client, utils, watch
+from kubernetes import client, config, utils, watch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -43,7 +43,6 @@ from benchdocs import write_section  # noqa: E402
 import conftest  # noqa: E402,F401  makes ansible_collections.berth.converge importable
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError  # noqa: E402
-from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client  # noqa: E402
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track  # noqa: E402
 
 GOAL = 2.0
@@ -195,7 +194,7 @@ def main():
     parser.add_argument("--no-docs", action="store_true", help="print the section, do not write docs/benchmarks.md")
     args = parser.parse_args()
 
-    api = api_client({})
+    api = config.new_client_from_config()  # the kubernetes client, for the observer; track() wraps it
     core = client.CoreV1Api(api)
     namespace = f"bench-track-{uuid.uuid4().hex[:8]}"
     core.create_namespace({"metadata": {"name": namespace}})

@@ -66,6 +66,12 @@ options:
         the Kubernetes connection options. The converge role sets it, except in render-only mode.
     type: bool
     default: false
+  timeout:
+    description:
+      - With O(use_cluster), seconds to keep retrying while the API server is unreachable or answers with a
+        transient error (connection refused or reset, 429, 502, 503, 504, etcd leader change).
+    type: int
+    default: 60
   project_dir:
     description:
       - Directory of the project (where C(werf.yaml) is), inside a Git work tree.
@@ -321,6 +327,7 @@ ARGUMENT_SPEC = dict(
     helm_binary=dict(type="str", default="helm"),
     project=dict(type="str"),
     use_cluster=dict(type="bool", default=False),
+    timeout=dict(type="int", default=60),
     **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
 )
 
@@ -339,7 +346,7 @@ def cluster_reader(params):
     from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
     from ansible_collections.berth.converge.plugins.module_utils.render_cluster import release_context
 
-    return lambda release, namespace: release_context(api_client(params), release, namespace)
+    return lambda release, namespace: release_context(api_client(params, params["timeout"]), release, namespace)
 
 
 def main():

@@ -210,6 +210,8 @@ options:
     description:
       - Seconds to wait for each hook to complete, for each C(werf.io/weight) group to be ready before the next
         one is applied, and for the whole release to be ready before its post hooks run.
+      - Also how long each request to the API server is retried while the server is unreachable or answers with
+        a transient error (connection refused or reset, 429, 500, 502, 503, 504, etcd leader change).
     type: int
     default: 300
   progress_file:
@@ -442,9 +444,9 @@ def main():
                                  hook_phase=INSTALL_OR_UPGRADE, crds=p["crds"], chart=p["chart"], metadata=metadata,
                                  werf={"project": p["project"], "env": p["env"], "version": WERF_VERSION})
         if p["state"] == "absent":
-            result = dismiss_release(api_client(p), p["release"], p["namespace"], options)
+            result = dismiss_release(api_client(p, p["timeout"]), p["release"], p["namespace"], options)
         else:
-            result = apply_release(api_client(p), p["release"], p["namespace"], request, options)
+            result = apply_release(api_client(p, p["timeout"]), p["release"], p["namespace"], request, options)
     except ConvergeError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     for warning in result.pop("warnings"):

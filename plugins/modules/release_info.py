@@ -34,6 +34,12 @@ options:
       - Namespace of the release.
     type: str
     required: true
+  timeout:
+    description:
+      - Seconds to keep retrying while the API server is unreachable or answers with a transient error
+        (connection refused or reset, 429, 500, 502, 503, 504, etcd leader change).
+    type: int
+    default: 60
 requirements:
   - kubernetes (Python client) >= 28.1
   - urllib3
@@ -162,6 +168,7 @@ def main():
         argument_spec=dict(
             release=dict(type="str", required=True),
             namespace=dict(type="str", required=True),
+            timeout=dict(type="int", default=60),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         supports_check_mode=True,
@@ -170,7 +177,7 @@ def main():
     check_libraries(module, *KUBE_LIBRARIES)
     p = module.params
     try:
-        revisions = history(api_client(p), p["release"], p["namespace"])
+        revisions = history(api_client(p, p["timeout"]), p["release"], p["namespace"])
         summaries = [revision.summary() for revision in revisions]
     except ConvergeError as exc:
         module.fail_json(msg=str(exc), **exc.details)

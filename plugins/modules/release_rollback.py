@@ -69,6 +69,8 @@ options:
       - Seconds to wait for each rollback hook to complete and each C(werf.io/weight) group to be ready, as in
         M(berth.converge.release_apply). The restored revision runs the target's C(pre-rollback) and
         C(post-rollback) hooks, as Helm does.
+      - Also how long each request to the API server is retried while the server is unreachable or answers with
+        a transient error.
     type: int
     default: 300
   progress_file:
@@ -176,7 +178,7 @@ def main():
                            lock_timeout=p["lock_timeout"], check_mode=module.check_mode, diff=module._diff,
                            timeout=p["timeout"], progress_file=p["progress_file"])
     try:
-        result = rollback(api_client(p), p["release"], p["namespace"], p["revision"], options)
+        result = rollback(api_client(p, p["timeout"]), p["release"], p["namespace"], p["revision"], options)
     except ConvergeError as exc:
         module.fail_json(msg=str(exc), **exc.details)
     for warning in result.pop("warnings"):

@@ -71,6 +71,8 @@ options:
   timeout:
     description:
       - Seconds to wait for all resources together before failing with the ones still pending.
+      - Watches survive API server restarts and outages within this time; they reconnect and resume (or list
+        again when the server no longer has their history).
     type: int
     default: 300
   progress_file:
@@ -258,12 +260,15 @@ def main():
     try:
         if module.check_mode:
             module.exit_json(changed=False, resources=tracking_plan(resources, p["namespace"]))
-        api = api_client(p)
+        api = api_client(p, p["timeout"])
         result = track(api, resources, timeout=p["timeout"], namespace=p["namespace"],
                        progress_file=p["progress_file"])
     except ConvergeError as exc:
         if p["release"] and api is not None:
-            exc.details["revision_marked"] = mark_failed(api, p, str(exc))
+            try:
+                exc.details["revision_marked"] = mark_failed(api, p, str(exc))
+            except ConvergeError as mark_exc:  # the tracking failure stays the error; this one is added
+                exc = ConvergeError(f"{exc}\nThe revision could not be marked failed: {mark_exc}", **exc.details)
         module.fail_json(msg=str(exc), **exc.details)
     module.exit_json(changed=False, **result)
 

@@ -127,8 +127,8 @@ class ModuleRun(NamedTuple):
     rc: int
 
 
-def ansible_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=None, interpreter=sys.executable):
-    """Run ``berth.converge.<module>`` through `ansible localhost` as a user would."""
+def ansible_command(module, args, *, check_mode=False, diff=False, verbosity=0, env=None, interpreter=sys.executable):
+    """``(command, env)`` that runs ``berth.converge.<module>`` through `ansible localhost` as a user would."""
     ansible = os.path.join(os.path.dirname(sys.executable), "ansible")  # the one of this venv
     command = [ansible, "localhost", "-i", "localhost,", "-c", "local", "-m", f"berth.converge.{module}",
                "-a", json.dumps(args), "-e", f"ansible_python_interpreter={interpreter}"]
@@ -138,17 +138,28 @@ def ansible_module(module, args, *, check_mode=False, diff=False, verbosity=0, e
         command.append("--diff")
     if verbosity:
         command.append("-" + "v" * verbosity)
-    run_env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
-    proc = subprocess.run(command, capture_output=True, text=True, env=run_env, check=False)
-    output = proc.stdout + proc.stderr
+    return command, {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", **(env or {})}
+
+
+def module_run_of(stdout, stderr, returncode):
+    """The ModuleRun of what `ansible localhost -m ...` printed."""
+    output = stdout + stderr
     # ad hoc output ends with: localhost | SUCCESS|CHANGED|FAILED! => {json}; --diff output comes before it
-    markers = list(re.finditer(r"^localhost \| ([A-Z!]+) => ", proc.stdout, re.MULTILINE))
+    markers = list(re.finditer(r"^localhost \| ([A-Z!]+) => ", stdout, re.MULTILINE))
     if not markers:
-        raise AssertionError(f"no module result from ansible (rc {proc.returncode}):\n{output}")
-    result, _end = json.JSONDecoder().raw_decode(proc.stdout[markers[-1].end():])
+        raise AssertionError(f"no module result from ansible (rc {returncode}):\n{output}")
+    result, _end = json.JSONDecoder().raw_decode(stdout[markers[-1].end():])
     status = markers[-1].group(1)
     result["failed"] = "FAILED" in status
-    return ModuleRun(status, result, output, proc.returncode)
+    return ModuleRun(status, result, output, returncode)
+
+
+def ansible_module(module, args, *, check_mode=False, diff=False, verbosity=0, env=None, interpreter=sys.executable):
+    """Run ``berth.converge.<module>`` through `ansible localhost` as a user would."""
+    command, run_env = ansible_command(module, args, check_mode=check_mode, diff=diff, verbosity=verbosity, env=env,
+                                       interpreter=interpreter)
+    proc = subprocess.run(command, capture_output=True, text=True, env=run_env, check=False)
+    return module_run_of(proc.stdout, proc.stderr, proc.returncode)
 
 
 def run_module(module, args, **options):

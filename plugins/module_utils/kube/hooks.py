@@ -11,8 +11,8 @@ else), deleted as its ``helm.sh/hook-delete-policy`` says, and never pruned.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
+from urllib.parse import quote
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import prepare, scrub_secret_values
@@ -248,20 +248,14 @@ class HookRunner:
         return logs, [f"Last {len(logs)} log lines of {where}:"] + [f"  {line}" for line in logs]
 
     def _read_log(self, namespace, pod, container):
-        """The tail of a pod's log; ConvergeError when the API server (or the node behind it) cannot give it."""
-        from kubernetes.client import CoreV1Api
-        from kubernetes.client.rest import ApiException
-        from urllib3.exceptions import HTTPError
-
-        options = {"tail_lines": LOG_LINES, "_request_timeout": LOG_REQUEST_SECONDS}
+        """The tail of a pod's log; KubeApiError (a ConvergeError) when the API server (or the node behind it)
+        cannot give it. One attempt: the log only adds to an error already found, and a node without a kubelet
+        answers 500, which would otherwise be retried."""
+        query = {"tailLines": str(LOG_LINES)}
         if container:
-            options["container"] = container
-        try:
-            return CoreV1Api(self.waiter.client()).read_namespaced_pod_log(pod, namespace, **options)
-        except ApiException as exc:
-            raise ConvergeError(_api_message(exc))
-        except (HTTPError, OSError) as exc:
-            raise ConvergeError(f"{type(exc).__name__}: {exc}")
+            query["container"] = container
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(pod, safe='')}/log"
+        return self.kube.read_text(path, query, timeout=LOG_REQUEST_SECONDS, deadline=time.monotonic())
 
     def _pod_of(self, item):
         """The newest pod of a hook Job (or the hook Pod itself), or None."""
@@ -295,11 +289,3 @@ class HookRunner:
                                     f"{self.waiter.timeout} s")
             time.sleep(DELETE_POLL_SECONDS)
         return True
-
-
-def _api_message(exc):
-    """The message of an ApiException's Status body, else its status and reason."""
-    try:
-        return json.loads(exc.body).get("message") or exc.reason
-    except (TypeError, ValueError, AttributeError):
-        return f"{exc.status} {exc.reason}"

@@ -1,108 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright: berth.converge contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""JSON requests for any resource type, and the REST mapping (apiVersion + kind -> path) from API discovery.
+"""The REST mapping (apiVersion + kind -> path) from API discovery, cached once per process and API server.
 
-Requests go straight through the connection pool and credentials of the kubernetes ApiClient: the generated
-typed APIs cannot address arbitrary kinds and their model (de)serialisation costs more than the requests.
+``Kube`` and ``KubeApiError`` (the client and its error, see client.py) are importable from here too.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube.client import Kube, KubeApiError
 
-try:
-    from urllib3.exceptions import HTTPError as TransportError
-except ImportError:  # urllib3 comes with the kubernetes library, whose absence the modules report
-    TransportError = OSError
+__all__ = ["CRD_API_VERSION", "Kube", "KubeApiError", "ResourceMapper", "ResourceType", "crd_kinds", "crd_scopes",
+           "split_api_version"]
 
-USER_AGENT = "berth-converge"
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
-# Transient answers of a busy or restarting API server; every request we send is safe to repeat.
-RETRY_STATUSES = (429, 502, 503, 504)
-RETRIES = 3
-
-
-class KubeApiError(ConvergeError):
-    """A non-success answer of the API server, with its Status fields."""
-
-    def __init__(self, status, reason, message):
-        super().__init__(message or reason or f"HTTP {status}", status=status, reason=reason)
-        self.status = status
-        self.reason = reason
-
-    @property
-    def not_found(self):
-        return self.status == 404
-
-
-class Kube:
-    """Sends JSON requests to the API server of a kubernetes ApiClient and decodes the answers."""
-
-    def __init__(self, api_client):
-        self.configuration = api_client.configuration
-        self.host = self.configuration.host.rstrip("/")
-        self._pool = api_client.rest_client.pool_manager
-
-    @classmethod
-    def of(cls, api):
-        """A Kube for either a Kube or a kubernetes ApiClient."""
-        return api if isinstance(api, cls) else cls(api)
-
-    def request(self, method, path, query=None, body=None, content_type="application/json", timeout=60):
-        """The decoded JSON answer; raises KubeApiError for a non-2xx status."""
-        url = self.host + path + ("?" + urlencode(query) if query else "")
-        payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        for attempt in range(RETRIES + 1):
-            try:
-                response = self._pool.request(method, url, body=payload, headers=self._headers(content_type),
-                                              timeout=timeout, preload_content=True)
-            except TransportError as exc:
-                raise ConvergeError(f"cannot reach the Kubernetes API server at {self.host}: {exc}")
-            if response.status not in RETRY_STATUSES or attempt == RETRIES:
-                break
-            time.sleep(_retry_delay(response, attempt))
-        data = _decode(response.data)
-        if not 200 <= response.status <= 299:
-            raise KubeApiError(response.status, response.reason, data.get("message") if isinstance(data, dict) else None)
-        return data
-
-    def get_or_none(self, path):
-        try:
-            return self.request("GET", path)
-        except KubeApiError as exc:
-            if exc.not_found:
-                return None
-            raise
-
-    def _headers(self, content_type):
-        headers = {"Accept": "application/json", "Content-Type": content_type, "User-Agent": USER_AGENT}
-        auth = self.configuration.auth_settings().get("BearerToken")
-        if auth and auth.get("value"):
-            headers[auth["key"]] = auth["value"]
-        return headers
-
-
-def _retry_delay(response, attempt):
-    try:
-        return min(float(response.headers.get("Retry-After", "")), 5.0)
-    except ValueError:
-        return 0.2 * 2 ** attempt
-
-
-def _decode(raw):
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return {"message": raw.decode(errors="replace")[:500]}
 
 
 def split_api_version(api_version):

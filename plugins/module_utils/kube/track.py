@@ -11,25 +11,14 @@ annotations are documented in the release_track module.
 from __future__ import annotations
 
 import dataclasses
-import json
 import queue
 import re
 import threading
 import time
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
-
-try:
-    from kubernetes.client import ApiClient
-    from kubernetes.client.rest import ApiException
-    from kubernetes.dynamic import DynamicClient
-    from kubernetes.dynamic.exceptions import ResourceNotFoundError
-    from kubernetes.watch import Watch
-    from urllib3.exceptions import HTTPError
-except ImportError as exc:  # reported when tracking starts
-    KUBERNETES_IMPORT_ERROR = exc
-else:
-    KUBERNETES_IMPORT_ERROR = None
+from ansible_collections.berth.converge.plugins.module_utils.kube.client import KubeApiError, backoff_delay
+from ansible_collections.berth.converge.plugins.module_utils.kube.resource import Kube, ResourceMapper
 
 FAIL_MODE = "werf.io/fail-mode"
 TERMINATION_MODE = "werf.io/track-termination-mode"
@@ -58,9 +47,9 @@ EVENT_KEY = ("v1", "Event")
 
 PROGRESS_EVERY = 5.0
 WATCH_SECONDS = 240  # the server ends each watch after this; it resumes from the last resourceVersion
+WATCH_READ_SECONDS = WATCH_SECONDS + 30  # silence longer than this means a dead connection
 EVENTS_SHOWN = 5
 PENDING_SHOWN = 5
-STREAM_RETRIES = 3
 
 
 # ---------------------------------------------------------------- annotations
@@ -544,18 +533,28 @@ class _Store:
 
 
 class _Stream(threading.Thread):
-    """List, then watch, one kind in one namespace; changes go to the tracker's queue."""
+    """List, then watch, one kind in one namespace; changes go to the tracker's queue.
 
-    def __init__(self, dynamic, resource, namespace, key, sink):
+    The watch resumes from the last resourceVersion it saw (bookmarks included) whenever the connection drops or
+    the server ends it; when the server no longer has that history (410 Gone) it lists again (RESET). While the
+    API server cannot be reached it retries with backoff until stopped, saying DISCONNECTED once and CONNECTED
+    when back. Messages: (change, key, payload).
+    """
+
+    def __init__(self, kube, rtype, namespace, key, sink, deadline):
         super().__init__(name=f"watch {key}", daemon=True)
-        self._dynamic, self._resource, self._namespace = dynamic, resource, namespace
-        self.key, self._sink = key, sink
-        self._watch = Watch()
+        self._kube, self._rtype, self._namespace = kube, rtype, namespace
+        self._path = rtype.path(namespace)
+        self.key, self._sink, self._deadline = key, sink, deadline
         self._stopped = threading.Event()
+        self._watch = None
+        self._version = None
 
     def stop(self):
         self._stopped.set()
-        self._watch.stop()
+        watch = self._watch
+        if watch is not None:
+            watch.close()
 
     def run(self):
         try:
@@ -567,40 +566,49 @@ class _Stream(threading.Thread):
                 self._sink.put(("ERROR", self.key, exc))
 
     def _follow(self, version):
-        drops = 0
+        self._version = version
+        failures = 0
         while not self._stopped.is_set():
             try:
-                version = self._watch_from(version)
-                drops = 0
-            except ApiException as exc:
-                if exc.status != 410:
+                self._watch = self._kube.open_watch(self._path, {
+                    "resourceVersion": self._version, "allowWatchBookmarks": "true",
+                    "timeoutSeconds": str(WATCH_SECONDS)}, WATCH_READ_SECONDS)
+                if failures:
+                    self._sink.put(("CONNECTED", self.key, None))
+                    failures = 0
+                if self._stopped.is_set():
+                    self._watch.close()
+                self._consume(self._watch)
+            except KubeApiError as exc:
+                if self._stopped.is_set():
+                    return
+                if exc.status == 410:  # the history since that version is gone: list again
+                    self._sink.put(("RESET", self.key, None))
+                    self._version = self._list()
+                    continue
+                if not exc.transient:
                     raise
-                self._sink.put(("RESET", self.key, None))  # history expired: list again
-                version = self._list()
-            except (OSError, HTTPError):
-                drops += 1
-                if self._stopped.is_set() or drops > STREAM_RETRIES:
-                    raise
-                time.sleep(1)
+                failures += 1
+                if failures == 1:
+                    self._sink.put(("DISCONNECTED", self.key, exc))
+                self._stopped.wait(backoff_delay(failures))
 
-    def _list(self):
-        data = json.loads(self._dynamic.get(self._resource, namespace=self._namespace, serialize=False).data)
-        for item in data.get("items") or []:
-            item.setdefault("apiVersion", self._resource.group_version)
-            item.setdefault("kind", self._resource.kind)
-            self._sink.put(("ADDED", self.key, item))
-        return data["metadata"]["resourceVersion"]
-
-    def _watch_from(self, version):
-        for event in self._dynamic.watch(self._resource, namespace=self._namespace, resource_version=version,
-                                         timeout=WATCH_SECONDS, watcher=self._watch):
-            obj = event["raw_object"]
-            version = _meta(obj).get("resourceVersion", version)
+    def _consume(self, watch):
+        """Forward the events of one watch, keeping the last resourceVersion seen (bookmarks too) to resume
+        from, also when the watch is cut."""
+        for event in watch:
+            obj = event.get("object") or {}
+            self._version = _meta(obj).get("resourceVersion") or self._version
             if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                 self._sink.put((event["type"], self.key, obj))
-            if self._stopped.is_set():
-                break
-        return version
+
+    def _list(self):
+        data = self._kube.request("GET", self._path, deadline=self._deadline, stop=self._stopped)
+        for item in data.get("items") or []:
+            item.setdefault("apiVersion", self._rtype.api_version)
+            item.setdefault("kind", self._rtype.kind)
+            self._sink.put(("ADDED", self.key, item))
+        return (data.get("metadata") or {}).get("resourceVersion")
 
 
 def _stop_streams(streams, seconds=5.0):
@@ -650,10 +658,8 @@ class Tracker:
     """
 
     def __init__(self, api, targets, timeout=300, progress=None):
-        if KUBERNETES_IMPORT_ERROR:
-            raise ConvergeError(f"the kubernetes Python library is required: {KUBERNETES_IMPORT_ERROR}")
-        self._api = api
-        self._dynamic = None
+        self._kube = Kube.of(api)
+        self._mapper = ResourceMapper(self._kube)
         self._targets = targets
         self._timeout = timeout
         self._progress = progress or Progress()
@@ -661,6 +667,7 @@ class Tracker:
         self._stores = {}
         self._streams = []
         self._start = time.monotonic()
+        self._disconnected = {}  # stream key -> (since, the error that cut it)
 
     def run(self):
         """Track until done; returns ``{"resources": [...], "progress": [...]}``."""
@@ -679,17 +686,17 @@ class Tracker:
     # -- streams
 
     def _resource(self, api_version, kind, where):
-        try:
-            return self._dynamic.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
+        rtype = self._mapper.find(api_version, kind)
+        if rtype is None:
             raise ConvergeError(f"{where}: the cluster serves no kind {kind} in {api_version}")
+        return rtype
 
     def _stream_keys(self):
         keys = {}
         for target in self._targets:
-            resource = self._resource(target.api_version, target.kind, target.ref)
-            target.namespace = (target.namespace or "default") if resource.namespaced else None
-            keys[(target.api_version, target.kind, target.namespace)] = resource
+            rtype = self._resource(target.api_version, target.kind, target.ref)
+            target.namespace = (target.namespace or "default") if rtype.namespaced else None
+            keys[(target.api_version, target.kind, target.namespace)] = rtype
             if not target.namespace:
                 continue
             keys.setdefault(EVENT_KEY + (target.namespace,), None)
@@ -697,21 +704,20 @@ class Tracker:
                 keys.setdefault(POD_KEY + (target.namespace,), None)
             if target.kind == "Deployment":
                 keys.setdefault(REPLICASET_KEY + (target.namespace,), None)
-        return {key: resource or self._resource(key[0], key[1], f"{key[1]} in {key[2]}")
-                for key, resource in keys.items()}
+        return {key: rtype or self._resource(key[0], key[1], f"{key[1]} in {key[2]}")
+                for key, rtype in keys.items()}
 
     def _discover(self):
         """The resource type of every stream, by stream key."""
         try:
-            self._dynamic = DynamicClient(self._api)
             return self._stream_keys()
-        except (ApiException, HTTPError) as exc:
-            raise ConvergeError(f"API discovery at {self._api.configuration.host} failed: {exc}")
+        except KubeApiError as exc:
+            raise ConvergeError(f"API discovery at {self._kube.host} failed: {exc}") from None
 
     def _open_streams(self):
-        for key, resource in self._discover().items():
+        for key, rtype in self._discover().items():
             self._stores[key] = _Store(index_events=key[:2] == EVENT_KEY)
-            stream = _Stream(self._dynamic, resource, key[2], key, self._queue)
+            stream = _Stream(self._kube, rtype, key[2], key, self._queue, self._start + self._timeout)
             self._streams.append(stream)
             stream.start()
         synced = 0
@@ -738,11 +744,23 @@ class Tracker:
             raise ConvergeError(f"watching {key[1]} in {key[2] or 'the cluster'} failed: {payload}")
         if change == "SYNCED":
             return 1
+        if change in ("DISCONNECTED", "CONNECTED"):
+            self._connection_changed(change, key, payload)
+            return 0
         if change == "RESET":
             self._stores[key].clear()
         else:
             self._stores[key].apply(change, payload)
         return 0
+
+    def _connection_changed(self, change, key, error):
+        """Say once when the watches lose the API server, and once when all are back."""
+        if change == "DISCONNECTED":
+            if not self._disconnected:
+                self._progress.line(f"lost the API server at {self._kube.host} ({error}); reconnecting")
+            self._disconnected[key] = (time.monotonic(), error)
+        elif self._disconnected.pop(key, None) and not self._disconnected:
+            self._progress.line(f"reconnected to the API server at {self._kube.host}; watching again")
 
     def _drain(self, seconds):
         try:
@@ -902,6 +920,10 @@ class Tracker:
         first = f"timed out after {self._timeout}s waiting for {_count(len(waiting), 'resource')}: {shown}{more}"
         self._progress.line(first)
         lines = [first]
+        if self._disconnected:
+            since, error = min(self._disconnected.values(), key=lambda entry: entry[0])
+            lines.append(f"The API server at {self._kube.host} could not be watched for the last "
+                         f"{time.monotonic() - since:.0f}s: {error}")
         for target in waiting[:3]:
             obj = self._live(target)
             if obj:
@@ -932,36 +954,20 @@ def track(api, resources, timeout=300, namespace=None, progress_file=None):
         progress.close()
 
 
-def api_client_of(api):
-    """A kubernetes ApiClient for watching: ``api`` itself, or a new one with the configuration of a
-    resource.Kube."""
-    if KUBERNETES_IMPORT_ERROR:
-        raise ConvergeError(f"the kubernetes Python library is required: {KUBERNETES_IMPORT_ERROR}")
-    if isinstance(api, ApiClient):
-        return api
-    return ApiClient(api.configuration)
-
-
 class Waiter:
     """Tracks one set of resources after another (werf.io/weight groups, hooks), each with the same timeout
     and progress file; keeps every progress line in ``progress``."""
 
     def __init__(self, api, timeout=300, progress_file=None):
-        self._api = api
-        self._client = None
+        self.kube = Kube.of(api)
         self.timeout = timeout
         self.progress_file = progress_file
         self.progress = []
 
-    def client(self):
-        """The ApiClient the waits use."""
-        self._client = self._client or api_client_of(self._api)
-        return self._client
-
     def wait(self, resources):
         """Track the resources until ready (see Tracker); returns their results."""
         try:
-            result = track(self.client(), resources, self.timeout, progress_file=self.progress_file)
+            result = track(self.kube, resources, self.timeout, progress_file=self.progress_file)
         except ConvergeError as exc:
             self.progress += exc.details.get("progress") or []
             raise
