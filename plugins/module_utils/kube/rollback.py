@@ -62,7 +62,6 @@ def _rollback(kube, release, namespace, revision, options):
     target, current = rollback_target(revisions, revision), revisions[-1]
     request = ReleaseRequest(target.manifests, target.payload.get("images"), target.payload.get("commit"),
                              description=f"rolled back from {current.version} to {target.version}",
-                             record_unchanged=target.manifests != current.manifests,
                              hook_phase=hooks.ROLLBACK)
     result = converge(kube, release, namespace, request, options, revisions=revisions)
     result.update(rolled_back_from=current.version, rolled_back_to=target.version)
