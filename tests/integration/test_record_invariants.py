@@ -308,3 +308,69 @@ def kill_process_groups(pid):
 
 def _exists(kube_api, namespace, name):
     return Kube(kube_api).get_or_none(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}") is not None
+
+
+@pytest.fixture
+def apiserver(localenv):
+    """`hack/localenv stop|start kube-apiserver` on the environment BERTH_LOCALENV_DIR names; it runs again after
+    the test whatever happened. Stopping it disturbs every user of that environment: run the test alone there."""
+    def localenv_command(*args):
+        subprocess.run([str(ROOT / "hack" / "localenv"), *args], check=True, capture_output=True, text=True,
+                       timeout=180)
+
+    yield localenv_command
+    localenv_command("start", "kube-apiserver")
+
+
+def test_an_apiserver_outage_longer_than_the_timeout_mid_apply_leaves_a_true_record_and_the_next_converge_recovers(
+        project, kube_api, apiserver):
+    """The API server is SIGKILLed while revision 2 is being applied (its gate written, the app not yet) and stays
+    away longer than the converge's timeout. The error starts with the failure itself, says which revision was
+    recorded and how many objects were written, and appends the cleanups that failed after it; the record says
+    no more than what is live; the next converge marks a revision left pending failed (interrupted) and
+    converges."""
+    assert project.converge(1)[0] == 0
+    proc = project.start(2, gate=True, timeout=10, converge_auto_rollback=True)
+    try:
+        wait_for("revision 2 pending, its gate written", lambda: statuses(kube_api, project)[-1:] == [(2, "pending")]
+                 and _exists(kube_api, project.namespace, "gate"), timeout=90)
+        apiserver("stop", "kube-apiserver", "--kill")
+        output, _ = proc.communicate(timeout=120)
+        time.sleep(15)  # away longer than the timeout of 10 s, also after the converge ended
+    finally:
+        apiserver("start", "kube-apiserver")
+        if proc.poll() is None:
+            kill_process_groups(proc.pid)
+            proc.communicate()
+    assert proc.returncode != 0 and "Traceback" not in output, output
+    message = _failure_message(output)
+    first = message.splitlines()[0]
+    assert "Lease" not in first and "marking" not in first, message  # a cleanup never replaces the failure
+    assert "Revision 2 of release " + project.release in message, message
+    assert "Written: 1 of 2 object changes." in message, message  # the gate, not yet the app
+    for cleanup in ("marking revision 2 failed", "releasing the lock Lease"):
+        if cleanup in message:
+            assert message.index(first) < message.index("Also failed afterwards, " + cleanup), message
+    assert "no revision was recorded" not in output, output
+    assert "Rolled back to revision" in output or "Not rolled back: " in output, output
+
+    after_outage = dict(statuses(kube_api, project))
+    assert after_outage[2] in ("pending", "failed"), after_outage
+    assert_record_tells_the_truth(kube_api, project, converge_running=True)
+
+    rc, output = project.converge(3)
+    assert rc == 0, output
+    revisions = history(kube_api, project.release, project.namespace)
+    by_version = {r.version: r for r in revisions}
+    assert by_version[2].status == "failed"
+    if after_outage[2] == "pending":
+        assert by_version[2].summary()["reason"] == "interrupted"
+    assert revisions[-1].status == "deployed" and live_a(kube_api, project) == "3"
+    assert not _exists(kube_api, project.namespace, "gate")
+    assert assert_record_tells_the_truth(kube_api, project) == revisions[-1].version
+
+
+def _failure_message(output):
+    """The msg of the role's final `Fail with the reason` task."""
+    marker = output.rindex("fatal: [localhost]: FAILED! => ")
+    return json.loads(output[marker + len("fatal: [localhost]: FAILED! => "):].split("\n", 1)[0])["msg"]
