@@ -83,13 +83,24 @@ options:
   release:
     description:
       - Release whose revision this tracks (with O(namespace)). When tracking fails, the revision is marked
-        C(failed) with the reason, so M(berth.converge.release_rollback) goes back to the last good one.
+        C(failed) with the reason (see O(mark_failed)), so M(berth.converge.release_rollback) goes back to the
+        last good one. When the resources become ready and the revision is C(failed) (for example it failed
+        only on a short timeout before), it is marked C(deployed) again, and any other C(deployed) revision
+        C(superseded).
     type: str
   revision:
     description:
-      - Revision of O(release) to mark; default the latest (the one M(berth.converge.release_apply) just
-        recorded, RV(berth.converge.release_apply#module:revision)).
+      - Revision of O(release) whose resources are tracked; default the latest (the one
+        M(berth.converge.release_apply) just recorded or found live, RV(berth.converge.release_apply#module:revision)).
     type: int
+  mark_failed:
+    description:
+      - Whether a tracking failure marks O(revision) C(failed).
+      - Set it to C(false) when the revision was already live before this run (a converge that changed nothing,
+        RV(berth.converge.release_apply#module:changed) false): a readiness failure of the cluster then leaves
+        the record alone, so a later rollback still goes to the revision that was serving.
+    type: bool
+    default: true
 notes:
   - In check mode nothing is contacted; the module reports which resources it would wait for, from the
     inputs and their annotations alone.
@@ -205,8 +216,13 @@ failed_resource:
       description: Last Events per object (C(Kind/namespace/name) to lines).
       type: dict
 revision_marked:
-  description: On failure with O(release), the revision that was marked C(failed).
+  description: On failure with O(release) and O(mark_failed), the revision that was marked C(failed).
   returned: failure, when O(release) is given
+  type: int
+revision_deployed:
+  description: With O(release), the revision marked C(deployed) again because its resources became ready
+    after it had failed; null when no status changed.
+  returned: success, when O(release) is given
   type: int
 """
 
@@ -217,24 +233,39 @@ from ansible_collections.berth.converge.plugins.module_utils.common_args import 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import is_hook
-from ansible_collections.berth.converge.plugins.module_utils.kube.release import latest, set_revision_status
+from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
+    FAILED, history, mark_deployed, set_revision_status)
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track, tracking_plan
 from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.secret_data import Manifests, SecretDataModule
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
+def tracked_revision(api, params):
+    """The tracked revision of the release, or None when it has none (or not that one)."""
+    revisions = history(api, params["release"], params["namespace"])
+    if params["revision"] is None:
+        return revisions[-1] if revisions else None
+    return next((r for r in revisions if r.version == params["revision"]), None)
+
+
 def mark_failed(api, params, reason):
     """Mark the tracked revision failed; returns its number (None when the release has no revision)."""
-    revision = params["revision"]
+    revision = tracked_revision(api, params)
     if revision is None:
-        newest = latest(api, params["release"], params["namespace"])
-        if newest is None:
-            return None
-        revision = newest.version
-    set_revision_status(api, params["release"], params["namespace"], revision, "failed",
+        return None
+    set_revision_status(api, params["release"], params["namespace"], revision.version, FAILED,
                         reason=reason.splitlines()[0])
-    return revision
+    return revision.version
+
+
+def mark_ready(api, params):
+    """Mark the tracked revision deployed again when it had failed; returns its number, else None."""
+    revision = tracked_revision(api, params)
+    if revision is None or revision.status != FAILED:
+        return None
+    mark_deployed(api, params["release"], params["namespace"], revision.version)
+    return revision.version
 
 
 def main():
@@ -245,6 +276,7 @@ def main():
             timeout=dict(type="int", default=300),
             release=dict(type="str"),
             revision=dict(type="int"),
+            mark_failed=dict(type="bool", default=True),
             progress_file=dict(type="path", fallback=(env_fallback, ["BERTH_PROGRESS_FILE"])),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
@@ -264,12 +296,19 @@ def main():
         result = track(api, resources, timeout=p["timeout"], namespace=p["namespace"],
                        progress_file=p["progress_file"])
     except ConvergeError as exc:
-        if p["release"] and api is not None:
+        message = str(exc)
+        if p["release"] and api is not None and p["mark_failed"]:
             try:
-                exc.details["revision_marked"] = mark_failed(api, p, str(exc))
-            except ConvergeError as mark_exc:  # the tracking failure stays the error; this one is added
-                exc = ConvergeError(f"{exc}\nThe revision could not be marked failed: {mark_exc}", **exc.details)
-        module.fail_json(msg=str(exc), **exc.details)
+                exc.details["revision_marked"] = mark_failed(api, p, message)
+            except ConvergeError as marking:  # the tracking failure stays the error; this one is appended
+                message += f"\nAlso failed afterwards, marking the revision failed: {marking}"
+        module.fail_json(msg=message, **exc.details)
+    if p["release"]:
+        try:
+            result["revision_deployed"] = mark_ready(api, p)
+        except ConvergeError as exc:
+            module.fail_json(msg=f"the resources are ready, but marking the revision deployed failed: {exc}",
+                             **result)
     module.exit_json(changed=False, **result)
 
 

@@ -330,7 +330,7 @@ def test_write_failure_after_validation_marks_the_revision_failed(kube_api, name
     assert message.startswith(f"applying release {RELEASE} failed for 1 resources:\n  - ConfigMap {namespace}/cfg-2: ")
     assert "exceeded quota" in message
     assert message.endswith(f"Revision 1 of release {RELEASE} is marked failed; what was applied before the failure "
-                            "stays applied.")
+                            "stays applied. Written: 2 of 3 object changes.")
     assert caught.value.details["revision"] == 1
     [failed] = history(kube_api, RELEASE, namespace)
     assert failed.status == "failed" and "exceeded quota" in failed.summary()["reason"]

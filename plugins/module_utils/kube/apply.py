@@ -420,6 +420,7 @@ class Applier:
         """Whether the kind takes a namespace; True when the server does not serve it (any more)."""
         rtype = self.mapper.find(api_version, kind)
         return rtype.namespaced if rtype else True
+        self.written = []  # ResourceIds written (applied or deleted) so far, to say how far a failed run got
 
     def plan(self, desired, creatable_namespaces=(), written="nothing was applied"):
         """Planned actions for every object, validated by a server-side dry run.
@@ -516,6 +517,7 @@ class Applier:
         if planned.managed_fields is not None:
             self._write_managed_fields(planned)
         planned.after = self._apply_request(planned.desired, dry_run=False)
+        self.written.append(planned.rid)
         if planned.rid.kind == "CustomResourceDefinition":
             self.mapper.wait_for_crd(planned.rid.name)
 
@@ -527,6 +529,7 @@ class Applier:
         except KubeApiError as exc:
             if not exc.not_found:
                 raise
+        self.written.append(planned.rid)
 
     def _plan_one(self, item):
         live = self.kube.get_or_none(item.rtype.path(item.rid.namespace, item.rid.name))

@@ -518,9 +518,35 @@ def _check_status(status):
         raise ConvergeError(f"unknown revision status {status!r}; one of {', '.join(STATUSES)}")
 
 
-def _supersede_older(kube, release, namespace, version):
+# ------------------------------------------------------------------------------------- status transitions
+# The record's invariants, in terms of statuses (see docs/releases-and-rollback.md):
+# - at most one revision is `deployed`, and its manifests are the live ones;
+# - a revision stays `pending` only while the converge that recorded it holds the release lock;
+# - `superseded` revisions were live (deployed) before a newer revision wrote over them.
+
+INTERRUPTED = "interrupted"
+
+
+def mark_deployed(api, release, namespace, version):
+    """The revision is live: mark it deployed, and the one deployed before it superseded."""
+    kube = Kube.of(api)
+    set_revision_status(kube, release, namespace, version, DEPLOYED)
+    supersede_others(kube, release, namespace, version)
+
+
+def fail_interrupted(api, release, namespace, revisions):
+    """Mark `failed` (reason: interrupted) every pending revision: the caller holds the release lock, so the
+    converge that recorded it is gone. Returns the revisions, updated."""
+    kube = Kube.of(api)
+    return [set_revision_status(kube, release, namespace, revision.version, FAILED, reason=INTERRUPTED)
+            if revision.status == PENDING else revision for revision in revisions]
+
+
+def supersede_others(api, release, namespace, version):
+    """Mark superseded every deployed revision but `version`: a newer one wrote over what they applied."""
+    kube = Kube.of(api)
     for revision in history(kube, release, namespace):
-        if revision.version < version and revision.status == DEPLOYED:
+        if revision.version != version and revision.status == DEPLOYED:
             set_revision_status(kube, release, namespace, revision.version, SUPERSEDED)
 
 
@@ -555,8 +581,17 @@ class ReleaseLock:
         self.acquire()
         return self
 
-    def __exit__(self, *exc_info):
-        self.release()
+    def __exit__(self, _exc_type, exc, _traceback):
+        try:
+            self.release()
+        except Exception as cleanup:  # pylint: disable=broad-except  # any failure: the lease expires by itself
+            doing = (f"releasing the lock Lease {self.name} (it expires by itself {self.duration} s after its "
+                     "last renewal)")
+            if exc is None:
+                raise ConvergeError(f"{doing} failed: {_reason(cleanup)}")
+            if isinstance(exc, ConvergeError):
+                raise also_failed(exc, doing, cleanup) from exc
+            # anything else is a bug whose traceback matters more; the original propagates
 
     def acquire(self):
         started = time.monotonic()
@@ -624,6 +659,15 @@ class ReleaseLock:
                     return
             except Exception:  # a network blip; the next renewal retries
                 continue
+
+
+def also_failed(exc, doing, cleanup):
+    """The error `exc` that ended a run, with a later cleanup failure appended: the first failure stays first."""
+    return ConvergeError(f"{exc}\nAlso failed afterwards, {doing}: {_reason(cleanup)}", **exc.details)
+
+
+def _reason(exc):
+    return str(exc) if isinstance(exc, ConvergeError) else f"{type(exc).__name__}: {exc}"
 
 
 def _micro(moment):
@@ -730,7 +774,8 @@ class ApplyOptions:
 
 @dataclass
 class ReleaseRequest:
-    """What to apply; `record_unchanged` records a revision even when no object changes (rollback).
+    """What to apply. A revision is recorded when an object or hook changes, or when the latest revision
+    recorded other manifests.
 
     Hooks (manifests annotated helm.sh/hook) are never applied as resources; those of `hook_phase` (see
     hooks.PHASES; INSTALL_OR_UPGRADE for an apply) run around the resources, none when it is None.
@@ -743,7 +788,6 @@ class ReleaseRequest:
     images: list = None
     commit: dict = None
     description: str = None
-    record_unchanged: bool = False
     hook_phase: str = None
     crds: list = field(default_factory=list)  # a chart's crds/: created when absent, never owned nor deleted
     chart: dict = None  # {name, version, appVersion} of the chart, recorded for `helm history`
@@ -785,9 +829,13 @@ def apply_release(api, release, namespace, request, options=None):
     try:
         with ReleaseLock(kube, release, namespace, timeout=options.lock_timeout) as lock:
             result = converge(kube, release, namespace, request, options)
-    except ConvergeError:
-        if created_namespace:
+    except ConvergeError as exc:
+        if not created_namespace:
+            raise
+        try:
             _remove_unused_namespace(kube, namespace)
+        except ConvergeError as cleanup:
+            raise also_failed(exc, f"removing namespace {namespace}, which this run created", cleanup) from exc
         raise
     result["lock"] = lock_result(lock, result["warnings"])
     return result
@@ -876,10 +924,14 @@ def converge(kube, release, namespace, request, options, revisions=None):
                             "is false")
     if revisions is None:
         revisions = history(kube, release, namespace) if namespace_exists else []
+    if not options.check_mode:
+        revisions = fail_interrupted(kube, release, namespace, revisions)
     applier = _applier(kube, release, namespace, options)
     plan = plan_release(applier, request, revisions, namespace_exists, options)
     previous = revisions[-1].version if revisions else None
-    record = plan.changed or request.record_unchanged
+    # Also when no object changes but the latest revision recorded other manifests (a rollback, or a revision
+    # that failed before writing): the latest revision always holds the manifests that are live.
+    record = plan.changed or bool(revisions) and revisions[-1].manifests != request.manifests
     revision = (previous or 0) + 1 if record else previous
     planned, hook_entries, progress = plan.crds + plan.planned, ([item.entry for item in plan.hooks.items]
                                                                  if record else []), []
@@ -960,7 +1012,11 @@ def _hooks_changed(hooks, revisions, phase):
 def _write(kube, applier, request, plan, revisions):
     """Record the revision as pending; run the pre hooks, apply and prune; once every resource is ready, run
     the post hooks; then mark the revision deployed (or failed). Returns the final planned list, the report
-    entries of the hooks run and the progress lines of the waits."""
+    entries of the hooks run and the progress lines of the waits.
+
+    A failure ends in one error: the failure itself first, then which revision was recorded and how many
+    of the object writes were done, then any failure of marking the revision (it stays pending then, until
+    the next converge holding the lock marks it failed: interrupted)."""
     release, namespace = applier.release, applier.namespace
     resources = [dict(record_of(p.api_version, p.rid), action=p.action) for p in plan.planned]
     description = request.description or ("upgrade" if revisions else "install")
@@ -970,6 +1026,7 @@ def _write(kube, applier, request, plan, revisions):
                                object_metadata=request.object_metadata().as_dict())
     runner = helm_hooks.HookRunner(applier, applier.waiter)
     planned = plan.crds + plan.planned
+    to_write = sum(p.changed for p in planned) + len(plan.deletes)
     try:
         applier.delete(plan.deletes)  # first, as werf does: before the pre hooks and the apply
         planned = applier.apply(planned, before_main=lambda: runner.run(plan.hooks.pre))
@@ -977,14 +1034,35 @@ def _write(kube, applier, request, plan, revisions):
             applier.waiter.wait([d.obj for d in plan.desired])
         runner.run(plan.hooks.post)
     except ConvergeError as exc:
-        set_revision_status(kube, release, namespace, revision.version, FAILED, reason=str(exc))
+        written = len(applier.written)
         details = {"hooks": runner.entries, "progress": applier.waiter.progress, **exc.details,
-                   "revision": revision.version}
+                   "revision": revision.version, "written": written, "to_write": to_write}
         details.pop("resources", None)  # those of a wait; the failure is in failed_resource or failed_hook
-        raise ConvergeError(f"{exc}\nRevision {revision.version} of release {release} is marked failed; "
-                            f"{_applied_note(exc, planned, plan.deletes)}", **details)
-    set_revision_status(kube, release, namespace, revision.version, DEPLOYED)
-    _supersede_older(kube, release, namespace, revision.version)
+        progress = f"{_applied_note(exc, planned, plan.deletes)} Written: {written} of {to_write} object changes."
+        status, afterwards = "is marked failed", []
+        try:
+            set_revision_status(kube, release, namespace, revision.version, FAILED, reason=str(exc))
+        except ConvergeError as marking:
+            status = "was recorded"
+            afterwards.append(f"marking revision {revision.version} failed: {marking}\nIt stays pending until "
+                              "the next converge of the release marks it failed (interrupted).")
+        else:
+            try:
+                if written:  # the revision deployed before this one is no longer what is live
+                    supersede_others(kube, release, namespace, revision.version)
+            except ConvergeError as marking:
+                afterwards.append(f"marking the revision deployed before it superseded: {marking}")
+        message = f"{exc}\nRevision {revision.version} of release {release} {status}; {progress}"
+        raise ConvergeError(message + "".join(f"\nAlso failed afterwards, {note}" for note in afterwards),
+                            **details) from exc
+    try:
+        mark_deployed(kube, release, namespace, revision.version)
+    except ConvergeError as exc:
+        raise ConvergeError(f"{exc}\nRevision {revision.version} of release {release} was recorded and all "
+                            f"{to_write} object changes were written, but marking it deployed failed; the next "
+                            "converge of the release corrects the record (a pending revision becomes failed: "
+                            "interrupted).",
+                            revision=revision.version, written=len(applier.written), to_write=to_write) from exc
     return planned, runner.entries, applier.waiter.progress
 
 

@@ -65,7 +65,6 @@ def _rollback(kube, release, namespace, revision, options):
     # Helm's description of a rollback; the chart and the object metadata of the target come back with it.
     request = ReleaseRequest(target.manifests, target.payload.get("images"), target.payload.get("commit"),
                              description=f"Rollback to {target.version}",
-                             record_unchanged=target.manifests != current.manifests,
                              hook_phase=hooks.ROLLBACK, chart=recorded_chart(target),
                              metadata=recorded_metadata(target), werf=target.payload.get("werf"))
     result = converge(kube, release, namespace, request, options, revisions=revisions)
