@@ -262,7 +262,7 @@ namespace:
 crds:
   description:
     - The CustomResourceDefinitions of the C(crds/) directories of the chart and its enabled subcharts, apart
-      from RV(manifests) as Helm keeps them apart; pass them to M(berth.converge.release_apply) O(crds), which
+      from RV(manifests) as Helm keeps them apart; pass them to M(berth.converge.release_apply) O(berth.converge.release_apply#module:crds), which
       creates those that do not exist and never updates, owns or deletes them.
   returned: success
   type: list

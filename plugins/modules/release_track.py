@@ -96,9 +96,9 @@ options:
   mark_failed:
     description:
       - Whether a tracking failure marks O(revision) C(failed).
-      - Set it to C(false) when the revision was already live before this run (a converge that changed nothing,
+      - "Set it to C(false) when the revision was already live before this run (a converge that changed nothing,
         RV(berth.converge.release_apply#module:changed) false): a readiness failure of the cluster then leaves
-        the record alone, so a later rollback still goes to the revision that was serving.
+        the record alone, so a later rollback still goes to the revision that was serving."
     type: bool
     default: true
 notes:

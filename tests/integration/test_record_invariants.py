@@ -106,7 +106,7 @@ class Project:
     def converge(self, a, **options):
         """Run a converge to its end; returns (rc, output)."""
         proc = self.start(a, **options)
-        output, _ = proc.communicate(timeout=300)
+        output, _errors = proc.communicate(timeout=300)
         return proc.returncode, output
 
 
@@ -335,7 +335,7 @@ def test_an_apiserver_outage_longer_than_the_timeout_mid_apply_leaves_a_true_rec
         wait_for("revision 2 pending, its gate written", lambda: statuses(kube_api, project)[-1:] == [(2, "pending")]
                  and _exists(kube_api, project.namespace, "gate"), timeout=90)
         apiserver("stop", "kube-apiserver", "--kill")
-        output, _ = proc.communicate(timeout=120)
+        output, _errors = proc.communicate(timeout=120)
         time.sleep(15)  # away longer than the timeout of 10 s, also after the converge ended
     finally:
         apiserver("start", "kube-apiserver")

@@ -238,10 +238,10 @@ def test_no_secret_reaches_output_syslog_logs_or_files(secret_shop, sandbox, kub
     # 4. Argument errors with secrets in manifests and values (unknown option, wrong type).
     manifest = secret_manifest(shop)
     cases = {
-        "release_apply wrong type": ("release_apply", {"release": "r", "namespace": shop.namespace,
-                                                      "concurrency": "x", "manifests": [manifest]}),
-        "release_apply unknown option": ("release_apply", {"release": "r", "namespace": shop.namespace,
-                                                          "bogus": 1, "manifests": [manifest]}),
+        "release_apply wrong type": ("release_apply", {
+            "release": "r", "namespace": shop.namespace, "concurrency": "x", "manifests": [manifest]}),
+        "release_apply unknown option": ("release_apply", {
+            "release": "r", "namespace": shop.namespace, "bogus": 1, "manifests": [manifest]}),
         "release_track wrong type": ("release_track", {"resources": [manifest], "timeout": "x"}),
         "chart_render unknown option": ("chart_render", {"project_dir": str(shop.dir), "bogus": 1,
                                                          "set": {"secrets": {"dbPassword": shop.secrets["vault"]}}}),

@@ -415,12 +415,12 @@ class Applier:
         self.force_adoption = force_adoption
         # Objects the release already had: they are updated whatever their metadata, as Helm does.
         self.known = frozenset()
+        self.written = []  # ResourceIds written (applied or deleted) so far, to say how far a failed run got
 
     def namespaced(self, api_version, kind):
         """Whether the kind takes a namespace; True when the server does not serve it (any more)."""
         rtype = self.mapper.find(api_version, kind)
         return rtype.namespaced if rtype else True
-        self.written = []  # ResourceIds written (applied or deleted) so far, to say how far a failed run got
 
     def plan(self, desired, creatable_namespaces=(), written="nothing was applied"):
         """Planned actions for every object, validated by a server-side dry run.

@@ -49,7 +49,7 @@ PATHS = ["a", "b", "x", "A", "5", "é", "ab", "ba", "aa", "a/b", "b/a", "a/b/c",
 
 def random_files(rng, count):
     files = []
-    for _ in range(count):
+    for _index in range(count):
         lines = []
         for _line in range(rng.randint(1, 3)):
             line = "".join(rng.choice(ATOMS) for _atom in range(rng.randint(1, 6)))
