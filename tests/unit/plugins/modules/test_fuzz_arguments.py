@@ -119,7 +119,7 @@ def wrong_values(name, spec, rng):
         return ["", "127.0.0.1:5000/" + _name(rng).upper() + "X", f"127.0.0.1:5000/{_name(rng)}:v1",
                 f"registry.example/{_name(rng)}@sha256:" + "a" * 64, "a b"]
     if name in ("kubeconfig", "ca_cert", "client_cert", "client_key"):
-        return [f"{NOWHERE}/{_name(rng)}", ""]
+        return [f"{NOWHERE}/{_name(rng)}"]  # empty means not given, as an empty K8S_AUTH_* variable
     if name == "docker_host":
         return [_name(rng), "ftp://" + _name(rng), f"unix://{NOWHERE}/{_name(rng)}.sock"]
     if name == "host":
