@@ -673,3 +673,33 @@ def load_documents(text, pure=False, sniff_json=True):
         if value is not None:
             loaded.append(Document(start, document, value))
     return loaded
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing YAML that reads back the same under these rules
+
+
+def _reads_back_as(text):
+    """Whether a plain scalar ``text`` reads back as the same string under go-yaml v2's rules."""
+    try:
+        value = resolve_scalar("", text)
+    except KubeYAMLError:
+        return False
+    return isinstance(value, str) and value == text
+
+
+if yaml is not None:
+    class _Dumper(yaml.SafeDumper):  # pylint: disable=too-many-ancestors
+        """PyYAML resolves plain scalars by YAML 1.1 rules and go-yaml v2 by others (`y`, `23:30`, `1e3`):
+        a string that would not read back as itself is quoted."""
+
+        def represent_str(self, data):
+            style = None if _reads_back_as(data) else '"'
+            return self.represent_scalar(STR_TAG, data, style=style)
+
+    _Dumper.add_representer(str, _Dumper.represent_str)
+
+
+def dump(obj):
+    """Block-style YAML of ``obj`` (keys in their order) that load_documents reads back as ``obj``."""
+    return yaml.dump(obj, Dumper=_Dumper, default_flow_style=False, sort_keys=False, allow_unicode=True)

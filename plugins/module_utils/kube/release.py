@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from ansible.module_utils.common.yaml import yaml_dump
 
+from ansible_collections.berth.converge.plugins.module_utils import kube_yaml
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube import hooks as helm_hooks
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import (
@@ -130,7 +131,8 @@ def manifest_text(manifests):
 
 
 def _yaml(obj):
-    return yaml_dump(obj, default_flow_style=False, sort_keys=False)
+    """As the record is read back (kube_yaml), so the recorded manifests compare equal to those applied."""
+    return kube_yaml.dump(obj)
 
 
 def _source(obj):

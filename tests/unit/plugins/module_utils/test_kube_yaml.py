@@ -10,6 +10,7 @@ import copy
 
 import pytest
 
+from ansible_collections.berth.converge.plugins.module_utils import kube_yaml
 from ansible_collections.berth.converge.plugins.module_utils import render
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube_yaml import (
@@ -94,3 +95,11 @@ def test_int64_set_arguments_cover_exported_int64_leaves_unless_a_higher_layer_s
     higher = [{"other": {"n": 1}}, {"gone": None}]
     assert render.int64_set_arguments(exports, higher) == [
         "--set", "sub.werf.commit.date.unix=5", "--set", "sub.odd\\.key=6"]
+
+
+def test_dump_quotes_what_kubectl_would_read_as_another_value():
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "s"},
+           "data": {"a": "23:30", "b": "y", "c": "1e3", "d": "0o17", "e": "=", "f": "plain", "g": "true", "y": "x"}}
+    text = kube_yaml.dump(obj)
+    assert 'b: "y"' in text and "f: plain" in text
+    assert [document.value for document in kube_yaml.load_documents(text)] == [obj]
