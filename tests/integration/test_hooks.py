@@ -263,7 +263,7 @@ def test_objects_the_chart_dropped_are_gone_before_a_failing_pre_upgrade_hook(
     result, output = apply_module(render(project, helm_bin, namespace, version="v2", failMigration=True), namespace)
     assert result["failed"], output
     assert result["msg"].endswith("none of its resources was applied; the 1 resources it no longer has were "
-                                  "deleted before its hooks, as werf does."), result["msg"]
+                                  "deleted before its hooks, as werf does. Written: 1 of 2 object changes."), result["msg"]
     names = {c.metadata.name for c in client.CoreV1Api(kube_api).list_namespaced_config_map(namespace).items}
     assert "legacy" not in names  # werf's order: deletions first, then the pre-upgrade hooks
     assert web_image(kube_api, namespace).endswith(":v1")
