@@ -122,11 +122,9 @@ def _push_all(registry, repo, tags, created_overrides=None):
     return repository, digests
 
 
-def _deploy_live(kube_api, namespace, image):
-    from kubernetes import client
-
-    client.AppsV1Api(kube_api).create_namespaced_deployment(namespace, {
-        "metadata": {"name": "live"},
+def _deploy_live(kube, namespace, image):
+    kube.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body={
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "live"},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "live"}}, "template": {
             "metadata": {"labels": {"app": "live"}},
             "spec": {"containers": [{"name": "main", "image": image}]}}}})
