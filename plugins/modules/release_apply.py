@@ -124,8 +124,9 @@ options:
     required: true
   create_namespace:
     description:
-      - Create O(namespace) when it does not exist. When the run then fails before recording a revision, the
-        namespace is deleted again.
+      - Create O(namespace) when it does not exist (the API server's dry run validates namespaced objects
+        only in an existing namespace). When the run then fails before recording a revision, the namespace
+        is deleted again, and the run waits (at most O(timeout)) until it is gone.
     type: bool
     default: true
   force_conflicts:

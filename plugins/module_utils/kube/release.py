@@ -835,7 +835,7 @@ def apply_release(api, release, namespace, request, options=None):
         if not created_namespace:
             raise
         try:
-            _remove_unused_namespace(kube, namespace)
+            _remove_unused_namespace(kube, namespace, options.timeout)
         except ConvergeError as cleanup:
             raise also_failed(exc, f"removing namespace {namespace}, which this run created", cleanup) from exc
         raise
@@ -1097,11 +1097,20 @@ def ensure_namespace(kube, namespace, create):
     return True
 
 
-def _remove_unused_namespace(kube, namespace):
-    """Undo our namespace creation when the run failed before any revision was recorded in it."""
+def _remove_unused_namespace(kube, namespace, timeout, poll=0.5):
+    """Undo our namespace creation when the run failed before any revision was recorded in it, and wait until
+    it is gone: the API server validates namespaced objects only in a namespace that exists, and a rerun right
+    after a fix must not meet the namespace still terminating."""
     listing = kube.request("GET", _secrets_path(namespace), {"labelSelector": f"owner={OWNER}", "limit": "1"})
-    if not listing.get("items"):
-        kube.request("DELETE", f"/api/v1/namespaces/{quote(namespace, safe='')}")
+    if listing.get("items"):
+        return
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}"
+    kube.request("DELETE", path)
+    deadline = time.monotonic() + timeout
+    while kube.get_or_none(path, deadline=deadline) is not None:
+        if time.monotonic() >= deadline:
+            raise ConvergeError(f"namespace {namespace} is still terminating after {timeout}s")
+        time.sleep(poll)
 
 
 def _result(planned, changed, revision, warnings, with_diff, hooks=(), progress=()):
