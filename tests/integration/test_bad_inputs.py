@@ -26,7 +26,8 @@ from conftest import ROOT
 from gitrepo import IDENTITY, git
 from module_runner import run_in_process
 
-OWNER = "berth-converge"  # the owner label of release records (kube/release.py)
+OWNERS = ("helm", "berth-converge")  # owner labels of release records: Helm's, and berth.converge 0.1's
+TLS_REGISTRY = os.environ["BERTH_REGISTRY_TLS"]  # set by conftest from `hack/localenv env`
 SECRET_KEY = "8e1f5c0a7b3d92e4c6a1f0b2d3e4f5a6"
 WRONG_KEY = "00112233445566778899aabbccddeeff"
 SECRET_TEXT = "s3cr3t-horse-battery"
@@ -330,13 +331,13 @@ CASES = [
     Case("registry", "reference-uppercase", "registry_images", lambda ctx, n: {"refs": [n.repo + "/App:x"]}, ("App",)),
     Case("registry", "tls-without-credentials", "registry_images",
          lambda ctx, n: {"refs": [f"{ctx.env.registry_tls}/bad/app:x"], "ca_cert": ctx.env.ca_cert},
-         ("127.0.0.1:5001",)),
+         (TLS_REGISTRY,)),
     Case("registry", "tls-wrong-password", "registry_images",
          lambda ctx, n: {"refs": [f"{ctx.env.registry_tls}/bad/app:x"], "ca_cert": ctx.env.ca_cert,
                          "registry_username": ctx.env.registry_tls_username, "registry_password": "wrong-pass"},
-         ("127.0.0.1:5001",), forbidden=("wrong-pass",)),
+         (TLS_REGISTRY,), forbidden=("wrong-pass",)),
     Case("registry", "tls-untrusted-certificate", "registry_images",
-         lambda ctx, n: {"refs": [f"{ctx.env.registry_tls}/bad/app:x"]}, ("127.0.0.1:5001",)),
+         lambda ctx, n: {"refs": [f"{ctx.env.registry_tls}/bad/app:x"]}, (TLS_REGISTRY,)),
     Case("registry", "ca-cert-missing", "registry_images",
          lambda ctx, n: {"refs": [f"{ctx.env.registry_tls}/bad/app:x"], "ca_cert": str(ctx.tmp / "no-ca.crt")},
          ("ca_cert",)),
@@ -345,7 +346,7 @@ CASES = [
     Case("registry", "build-tls-wrong-password", "image_build",
          lambda ctx, n: {**build(None)(ctx, SimpleNamespace(repo=f"{ctx.env.registry_tls}/bad-{RUN}")),
                          "ca_cert": ctx.env.ca_cert, "registry_username": "berth", "registry_password": "wrong-pass"},
-         ("127.0.0.1:5001",), forbidden=("wrong-pass",)),
+         (TLS_REGISTRY,), forbidden=("wrong-pass",)),
     Case("registry", "insecure-registries-empty-item", "registry_images",
          lambda ctx, n: {"refs": [n.repo + "/app:x"], "insecure_registries": [""]}, ("insecure_registries[0]",)),
     # ---- Docker
@@ -451,7 +452,8 @@ def ctx(tmp_path_factory, localenv, registry, registry_tls, kube_api, helm_bin):
 
 
 def namespace_state(kube_api, name):
-    """None when absent or being deleted; else the names of its ConfigMaps with their resourceVersions."""
+    """None when absent, "terminating" when being deleted; else the names of its ConfigMaps with their
+    resourceVersions."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -462,14 +464,15 @@ def namespace_state(kube_api, name):
         assert exc.status == 404, exc
         return None
     if found.metadata.deletion_timestamp:
-        return None
+        return "terminating"
     return sorted((c.metadata.name, c.metadata.resource_version) for c in core.list_namespaced_config_map(name).items)
 
 
 def release_records(kube_api, release):
     from kubernetes import client
 
-    found = client.CoreV1Api(kube_api).list_secret_for_all_namespaces(label_selector=f"owner={OWNER},name={release}")
+    found = client.CoreV1Api(kube_api).list_secret_for_all_namespaces(
+        label_selector=f"owner in ({','.join(OWNERS)}),name={release}")
     return [s.metadata.name for s in found.items]
 
 
@@ -523,7 +526,7 @@ def test_no_namespace_tag_or_repository_of_this_run_is_left(ctx, kube_api):
     from kubernetes import client
 
     left = [ns.metadata.name for ns in client.CoreV1Api(kube_api).list_namespace().items
-            if ns.metadata.name.startswith(f"bad-{RUN}") and not ns.metadata.deletion_timestamp
+            if ns.metadata.name.startswith(f"bad-{RUN}")
             and not any(c.setup and ns.metadata.name == ctx.names(i).ns for i, c in enumerate(CASES))]
     assert left == []
     assert [repo for repo in registry_catalog(ctx.env) if repo.startswith(f"bad-{RUN}")] == []
