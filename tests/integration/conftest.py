@@ -106,8 +106,21 @@ def namespace(kube_api, request):
     core = client.CoreV1Api(kube_api)
     name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + "-" + os.urandom(3).hex()
     core.create_namespace({"metadata": {"name": name}})
+    ensure_default_service_account(core, name)
     yield name
     core.delete_namespace(name)
+
+
+def ensure_default_service_account(core, namespace):
+    """Pods need the namespace's default ServiceAccount. The controller manager makes it, but after the fault
+    tests restart the API server its informers may take over a minute to resume; tests are not about that."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": "default"}})
+    except ApiException as exc:
+        if exc.status != 409:  # made by the controller already
+            raise
 
 
 @pytest.fixture(scope="session")

@@ -82,13 +82,6 @@ def deployment(name, weight=None, node_selector=None):
                 "metadata": {"labels": {"app": name}}, "spec": pod_spec}}}
 
 
-def wait_for_service_account(kube, namespace):
-    """Pods need the namespace's default ServiceAccount; the controller manager makes it, but not while the API
-    server is down, so the outage must not come before it."""
-    wait_until(lambda: kube.get_or_none(f"/api/v1/namespaces/{namespace}/serviceaccounts/default"), 60,
-               "the default ServiceAccount of the namespace")
-
-
 def label_node(kube, label, value):
     """Set (value None: remove) a label of the first kwok node."""
     kube.request("PATCH", "/api/v1/nodes/kwok-node-0", body={"metadata": {"labels": {label: value}}},
@@ -109,7 +102,6 @@ def test_apply_survives_a_60s_apiserver_outage_in_the_middle(kube_api, namespace
     manifests = [deployment("web", weight=0, node_selector={label: "yes"})] + [
         configmap(f"settings-{n}", weight=10) for n in range(20)]
     kube = Kube(kube_api)
-    wait_for_service_account(kube, namespace)
     proc = start_module("release_apply", {"manifests": manifests, "release": RELEASE, "namespace": namespace,
                                           "kubeconfig": localenv.kubeconfig, "timeout": 300})
     try:
@@ -165,7 +157,6 @@ def test_track_reconnects_its_watches_after_a_20s_apiserver_stop(kube_api, names
     """The Deployment is created only after the outage, so only watches that reconnected can see it ready."""
     progress = tmp_path / "progress.log"
     web = dict(deployment("web"), metadata={"name": "web", "namespace": namespace})
-    wait_for_service_account(Kube(kube_api), namespace)
     proc = start_module("release_track", {"resources": [web], "namespace": namespace, "timeout": 110,
                                           "kubeconfig": localenv.kubeconfig, "progress_file": str(progress)})
     try:
