@@ -162,6 +162,15 @@ def cordon(kube_api, node, namespace, unschedulable=True):
         core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
 
 
+def converge_cordoned(kube_api, project, value, **more):
+    """A converge while the test's node is cordoned and the pods are gone: it cannot become ready."""
+    cordon(kube_api, project.node, project.namespace)
+    try:
+        return project.converge(value, **more)
+    finally:
+        cordon(kube_api, project.node, project.namespace, unschedulable=False)
+
+
 def statuses(kube_api, project):
     return [(r.version, r.status) for r in history(kube_api, project.release, project.namespace)]
 
@@ -206,11 +215,7 @@ def test_deployed_is_live_and_a_noop_converge_never_fails_the_revision_that_was_
     assert statuses(kube_api, project) == [(1, "superseded"), (2, "deployed")]
     assert assert_record_tells_the_truth(kube_api, project) == 2
 
-    cordon(kube_api, project.node, project.namespace)
-    try:
-        rc, output = project.converge(2, timeout=5, converge_auto_rollback=True)
-    finally:
-        cordon(kube_api, project.node, project.namespace, unschedulable=False)
+    rc, output = converge_cordoned(kube_api, project, 2, timeout=5, converge_auto_rollback=True)
     assert rc != 0 and ("Timeout" in output or "timed out" in output), output
     assert "Not rolled back: this run changed nothing (revision 2 was live before it)." in output, output
     assert "no revision was recorded" not in output
@@ -233,11 +238,7 @@ def test_auto_rollback_restores_the_newest_revision_that_was_live_and_ready(proj
     """Revision 2 fails only on a short timeout and then converges fine: it is deployed again, and a later
     rollback goes to it. Revision 3 is live but never ready (it timed out): the rollback of 4 skips it."""
     assert project.converge(1)[0] == 0
-    cordon(kube_api, project.node, project.namespace)
-    try:
-        rc, output = project.converge(2, timeout=5)
-    finally:
-        cordon(kube_api, project.node, project.namespace, unschedulable=False)
+    rc, output = converge_cordoned(kube_api, project, 2, timeout=5)
     assert rc != 0, output
     assert "Not rolled back (converge_auto_rollback is off)." in output
     assert statuses(kube_api, project) == [(1, "superseded"), (2, "failed")]
@@ -248,11 +249,7 @@ def test_auto_rollback_restores_the_newest_revision_that_was_live_and_ready(proj
     assert statuses(kube_api, project) == [(1, "superseded"), (2, "deployed")]
     assert assert_record_tells_the_truth(kube_api, project) == 2
 
-    cordon(kube_api, project.node, project.namespace)
-    try:
-        rc, output = project.converge(3, timeout=5)
-    finally:
-        cordon(kube_api, project.node, project.namespace, unschedulable=False)
+    rc, output = converge_cordoned(kube_api, project, 3, timeout=5)
     assert rc != 0, output
     assert statuses(kube_api, project) == [(1, "superseded"), (2, "superseded"), (3, "failed")]
 
