@@ -202,7 +202,7 @@ def uids(kube_api, namespace):
 
 
 def test_a_werf_style_release_from_install_to_a_failing_hook(tmp_path, registry, namespace, kube_api, crd_group,
-                                                            oci_queue, helm_bin):
+                                                             oci_queue, helm_bin):
     project = new_repo(tmp_path / "voyage", files_of(crd_group, oci_queue))
 
     # install
