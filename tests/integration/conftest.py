@@ -123,6 +123,47 @@ def ensure_default_service_account(core, namespace):
             raise
 
 
+class ApiServer:
+    """Stops and starts the kube-apiserver of the test environment (hack/localenv stop/start). Stopping it
+    disturbs every user of that environment: run such tests only where nobody else does at the same time."""
+
+    CONTROLLERS = ("kube-controller-manager", "kube-scheduler", "kwok")
+
+    def __init__(self, localenv):
+        import yaml
+
+        self.env = dict(os.environ, BERTH_LOCALENV_DIR=str(localenv.state))
+        self.url = yaml.safe_load(Path(localenv.kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
+        self.killed = False
+
+    def _localenv(self, *args):
+        subprocess.run([str(ROOT / "hack" / "localenv"), *args], env=self.env, check=True, capture_output=True,
+                       text=True, timeout=180)
+
+    def kill(self):
+        """SIGKILL, as a crash: from now on connections are refused."""
+        self.killed = True
+        self._localenv("stop", "kube-apiserver", "--kill")
+
+    def start(self):
+        """Start it (nothing when it runs) and wait until it is ready. After an outage the controllers are
+        restarted too: their informers resume only after client-go's backoff (over a minute seen under load)
+        and kwok's nodes would meanwhile go unreachable; the tests are about our modules, not that."""
+        self._localenv("start", "kube-apiserver")
+        if self.killed:
+            for component in self.CONTROLLERS:
+                self._localenv("stop", component)
+                self._localenv("start", component)
+            self.killed = False
+
+
+@pytest.fixture
+def apiserver(localenv):
+    server = ApiServer(localenv)
+    yield server
+    server.start()  # whatever happened in the test
+
+
 @pytest.fixture(scope="session")
 def helm_bin(localenv):
     import shutil

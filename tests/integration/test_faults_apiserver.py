@@ -10,49 +10,15 @@ and always start it again: run them only on an environment nobody else uses at t
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
-import pytest
-import yaml
-
-from conftest import ROOT, ansible_command, ansible_module, module_run_of
+from conftest import ansible_command, ansible_module, module_run_of
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import history
 from ansible_collections.berth.converge.plugins.module_utils.kube.resource import Kube
 
-LOCALENV = ROOT / "hack" / "localenv"
 RELEASE = "faults"
-
-
-class ApiServer:
-    """Stops and starts the kube-apiserver of the test environment."""
-
-    def __init__(self, localenv):
-        self.env = dict(os.environ, BERTH_LOCALENV_DIR=str(localenv.state))
-        config = yaml.safe_load(Path(localenv.kubeconfig).read_text())
-        self.url = config["clusters"][0]["cluster"]["server"]
-
-    def _localenv(self, *args):
-        subprocess.run([str(LOCALENV), *args], env=self.env, check=True, capture_output=True, text=True,
-                       timeout=120)
-
-    def kill(self):
-        """SIGKILL, as a crash: from now on connections are refused."""
-        self._localenv("stop", "kube-apiserver", "--kill")
-
-    def start(self):
-        """Start it (nothing when it runs) and wait until it is ready."""
-        self._localenv("start", "kube-apiserver")
-
-
-@pytest.fixture
-def apiserver(localenv):
-    server = ApiServer(localenv)
-    yield server
-    server.start()  # whatever happened in the test
 
 
 def start_module(module, args):

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, ansible_module
+from conftest import ansible_module
 from gitrepo import new_repo
 from kubernetes import client
 
@@ -316,18 +316,6 @@ def _exists(kube_api, namespace, name):
     return Kube(kube_api).get_or_none(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}") is not None
 
 
-@pytest.fixture
-def apiserver(localenv):
-    """`hack/localenv stop|start kube-apiserver` on the environment BERTH_LOCALENV_DIR names; it runs again after
-    the test whatever happened. Stopping it disturbs every user of that environment: run the test alone there."""
-    def localenv_command(*args):
-        subprocess.run([str(ROOT / "hack" / "localenv"), *args], check=True, capture_output=True, text=True,
-                       timeout=180)
-
-    yield localenv_command
-    localenv_command("start", "kube-apiserver")
-
-
 def test_an_apiserver_outage_longer_than_the_timeout_mid_apply_leaves_a_true_record_and_the_next_converge_recovers(
         project, kube_api, apiserver):
     """The API server is SIGKILLed while revision 2 is being applied (its gate written, the app not yet) and stays
@@ -340,11 +328,11 @@ def test_an_apiserver_outage_longer_than_the_timeout_mid_apply_leaves_a_true_rec
     try:
         wait_for("revision 2 pending, its gate written", lambda: statuses(kube_api, project)[-1:] == [(2, "pending")]
                  and _exists(kube_api, project.namespace, "gate"), timeout=90)
-        apiserver("stop", "kube-apiserver", "--kill")
+        apiserver.kill()
         output, _errors = proc.communicate(timeout=120)
         time.sleep(15)  # away longer than the timeout of 10 s, also after the converge ended
     finally:
-        apiserver("start", "kube-apiserver")
+        apiserver.start()
         if proc.poll() is None:
             kill_process_groups(proc.pid)
             proc.communicate()
