@@ -59,17 +59,19 @@ class Expression:
             raise ConvergeError(f"{where}: {self.source} {self.text!r} cannot be evaluated: {exc}") from None
 
 
-def compile_expression(text, source, where):
-    """An Expression from ``text``; a bad one is an error naming ``where`` (the object or option) and ``source``."""
+def compile_expression(text, source, where=None):
+    """An Expression from ``text``; a bad one is an error naming ``where`` (the object) and ``source`` (the
+    annotation or option entry)."""
+    named = f"{where}: {source}" if where else source
     if jmespath is None:
-        raise ConvergeError("readiness rules need the jmespath Python library; pip install jmespath")
+        raise ConvergeError(f"{named}: readiness rules need the jmespath Python library; pip install jmespath")
     if not isinstance(text, str) or not text.strip():
-        raise ConvergeError(f"{where}: {source} must be a non-empty JMESPath expression, not {text!r}")
+        raise ConvergeError(f"{named} must be a non-empty JMESPath expression, not {text!r}")
     try:
         return Expression(text, source, jmespath.compile(text))
     except JMESPathError as exc:
-        detail = str(exc).replace("\n", " ")
-        raise ConvergeError(f"{where}: {source} {text!r} is not a valid JMESPath expression: {detail}") from None
+        detail = " ".join(str(exc).split())
+        raise ConvergeError(f"{named} {text!r} is not a valid JMESPath expression: {detail}") from None
 
 
 def truthy(value):
@@ -129,7 +131,7 @@ class ReadinessRules:
                 raise ConvergeError(f"{where}: a rule for {group}/{kind} is already given")
             label = f"{where} ({group}/{kind})"
             self._by_kind[(group, kind)] = ObjectRule(*(
-                compile_expression(entry[key], f"{label} {key}", where) if entry.get(key) else None
+                compile_expression(entry[key], f"{label} {key}") if entry.get(key) else None
                 for key in ("ready", "failed")))
 
     def for_object(self, group, kind, annotations, where):
@@ -186,7 +188,7 @@ _BUILTIN = None
 def _builtin_rules():
     global _BUILTIN
     if _BUILTIN is None:
-        _BUILTIN = [(compile_expression(text, "built-in rule", "berth.converge"), judge)
+        _BUILTIN = [(compile_expression(text, "built-in rule"), judge)
                     for text, judge in _BUILTIN_SOURCES]
     return _BUILTIN
 
