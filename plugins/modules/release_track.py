@@ -352,7 +352,7 @@ def main():
     try:
         rules = ReadinessRules([{key: value for key, value in entry.items() if value is not None}
                                 for entry in p["readiness_rules"]])
-        check_annotations(p["resources"])  # hooks too: release_apply tracks them with the same rules
+        check_annotations(p["resources"], p["namespace"])  # hooks too: release_apply tracks them with the same rules
         if module.check_mode:
             module.exit_json(changed=False, resources=tracking_plan(resources, p["namespace"], rules))
         api = api_client(p, p["timeout"])

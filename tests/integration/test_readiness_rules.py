@@ -278,8 +278,9 @@ def test_role_waits_for_the_custom_resource_and_fails_with_the_rules_reason(tmp_
                                                                             kube_api):
     project = new_repo(tmp_path / "p", chart(group))
     progress = tmp_path / "progress.log"
-    rules = [{"group": group, "kind": "Widget", "failed": "status.conditions[?type=='Ready' && reason=='Failed']"
-                                                          ".message | [0]"}]
+    # an operator may take a moment to write any status: the rule's ready expression waits for it
+    rules = [{"group": group, "kind": "Widget", "ready": "status.conditions[?type=='Ready'].status | [0] == 'True'",
+              "failed": "status.conditions[?type=='Ready' && reason=='Failed'].message | [0]"}]
     thread = when_it_exists(kube_api, group, namespace, "store", ready_condition("False", "Provisioning"),
                             ready_condition("True"))
     rc, output = converge(project, registry, namespace, converge_readiness_rules=rules,
@@ -287,7 +288,8 @@ def test_role_waits_for_the_custom_resource_and_fails_with_the_rules_reason(tmp_
     thread.join(5)
     assert rc == 0, output
     lines = progress.read_text()
-    assert f"Widget/{namespace}/store ready after" in lines and "rule: built-in condition Ready" in lines, lines
+    assert f"Widget/{namespace}/store ready after" in lines, lines
+    assert f"rule: readiness_rules[0] ({group}/Widget) ready)" in lines, lines
 
     # the operator reports a failure of the next revision: the role's rule turns it into the converge's error
     set_status(kube_api, group, namespace, "store", ready_condition("False", "Provisioning"))

@@ -208,15 +208,15 @@ def builtin_verdict(obj, group):
     return Verdict("ready", "exists", "built-in exists")
 
 
-def check_annotations(manifests):
+def check_annotations(manifests, namespace=None):
     """Compile the readiness annotations of rendered manifests, so that a bad one is an error naming the
-    object and the annotation before anything is written."""
+    object and the annotation before anything is written; ``namespace`` is for manifests that name none."""
     rules = ReadinessRules()
     for manifest in manifests or []:
         if not isinstance(manifest, dict):
             continue
         meta = manifest.get("metadata") or {}
         api_version, kind = manifest.get("apiVersion") or "", manifest.get("kind") or ""
-        where = "/".join(part for part in (kind, meta.get("namespace"), meta.get("name")) if part)
+        where = "/".join(part for part in (kind, meta.get("namespace") or namespace, meta.get("name")) if part)
         rules.for_object(api_version.split("/")[0] if "/" in api_version else "", kind,
                          meta.get("annotations"), where)
