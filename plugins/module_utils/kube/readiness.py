@@ -193,18 +193,21 @@ def _builtin_rules():
     return _BUILTIN
 
 
-def builtin_verdict(obj, group):
-    """The built-in Verdict for an object whose kind has no built-in tracker.
+def builtin_verdict(obj, group, failures=True):
+    """The built-in Verdict for an object whose kind has no built-in tracker; without ``failures`` (a failed
+    expression replaces them) the failure rules are left out.
 
     ``status.phase`` counts for custom resources only: core objects (a PersistentVolumeClaim waiting for its
     first consumer) are ready when they exist, as before.
     """
     for expression, judge in _builtin_rules():
-        if judge is _phase and not group:
+        if (judge is _phase and not group) or (judge is _failed_condition and not failures):
             continue
         found = expression.search(obj, "berth.converge")
         if truthy(found) and (judge is not _phase or isinstance(found, str)):
-            return judge(obj, found)
+            verdict = judge(obj, found)
+            return verdict if failures or verdict.state != "failed" else Verdict("pending", verdict.reason,
+                                                                                 verdict.rule)
     return Verdict("ready", "exists", "built-in exists")
 
 

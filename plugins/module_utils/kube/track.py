@@ -281,7 +281,7 @@ def object_status(obj, rule=None, where=""):
     if check:
         status = dataclasses.replace(check(obj), rule=f"built-in {kind}")
     else:
-        status = Status.of(builtin_verdict(obj, group))
+        status = Status.of(builtin_verdict(obj, group, failures=not (rule and rule.failed)))
     if not rule:
         return status
     builtin = status.verdict()
