@@ -42,7 +42,7 @@ def group(kube_api):
     }
     extensions = client.ApiextensionsV1Api(kube_api)
     extensions.create_custom_resource_definition(crd)
-    for _ in range(100):
+    for _attempt in range(100):
         conditions = extensions.read_custom_resource_definition(f"widgets.{name}").status.conditions or []
         if any(c.type == "Established" and c.status == "True" for c in conditions):
             break
@@ -80,7 +80,7 @@ def when_it_exists(kube_api, group, namespace, name, *statuses, pause=1.0, gener
     seconds apart."""
     def run():
         objects = client.CustomObjectsApi(kube_api)
-        for _ in range(600):
+        for _attempt in range(600):
             try:
                 live = objects.get_namespaced_custom_object(group, "v1", namespace, "widgets", name)
                 if live["metadata"]["generation"] >= generation:

@@ -440,6 +440,11 @@ class Target:
         return _ref(self.kind, self.namespace, self.name)
 
     @property
+    def explained(self):
+        """The reason with the readiness rule behind it, for tracking lines."""
+        return f"{self.reason} (rule: {self.decided_by})" if self.decided_by else self.reason
+
+    @property
     def blocking(self):
         return self.options.termination_mode == WAIT_UNTIL_READY
 
@@ -893,11 +898,11 @@ class Tracker:
         mode = target.options.fail_mode
         if mode == IGNORE_AND_CONTINUE:
             target.state = "ignored"
-            self._progress.line(f"{target.ref} failed, ignored ({FAIL_MODE}: {mode}): {target.reason}")
+            self._progress.line(f"{target.ref} failed, ignored ({FAIL_MODE}: {mode}): {target.explained}")
         elif mode == HOPE_UNTIL_END and not target.hope_used:
             target.state = "hoping"
             self._progress.line(f"{target.ref} failed, waiting for the others ({FAIL_MODE}: {mode}): "
-                                f"{target.reason}")
+                                f"{target.explained}")
         else:
             target.state = "failed"
             raise self._failure_error(target)
@@ -906,8 +911,8 @@ class Tracker:
 
     def _summary(self):
         waiting = self._waiting()
-        shown = ", ".join(f"{target.ref} ({target.reason}" + (f"; rule: {target.decided_by})" if target.decided_by
-                                                               else ")") for target in waiting[:PENDING_SHOWN])
+        shown = ", ".join(f"{target.ref} ({target.reason}; rule: {target.decided_by})" if target.decided_by
+                          else f"{target.ref} ({target.reason})" for target in waiting[:PENDING_SHOWN])
         more = f" and {len(waiting) - PENDING_SHOWN} more" if len(waiting) > PENDING_SHOWN else ""
         self._progress.line(f"waiting for {len(waiting)} of {sum(t.blocking for t in self._targets)}: "
                             f"{shown}{more}")
@@ -918,8 +923,7 @@ class Tracker:
 
     def _failure_error(self, target):
         failure = target.failure
-        first = f"{target.ref} failed: {failure.describe()}" + (f" (rule: {target.decided_by})" if target.decided_by
-                                                                 else "")
+        first = f"{target.ref} failed: {target.explained}"
         self._progress.line(first)
         objs = [obj for obj in [self._live(target)] if obj]
         lines, events = [first], {}
@@ -937,7 +941,7 @@ class Tracker:
 
     def _timeout_error(self):
         waiting = self._waiting() or [target for target in self._targets if not target.finished]
-        shown = "; ".join(f"{target.ref}: {target.reason}" for target in waiting[:PENDING_SHOWN])
+        shown = "; ".join(f"{target.ref}: {target.explained}" for target in waiting[:PENDING_SHOWN])
         more = f"; and {len(waiting) - PENDING_SHOWN} more" if len(waiting) > PENDING_SHOWN else ""
         first = f"timed out after {self._timeout}s waiting for {_count(len(waiting), 'resource')}: {shown}{more}"
         self._progress.line(first)
