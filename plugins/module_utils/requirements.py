@@ -17,6 +17,7 @@ LIBRARIES = {
     "jinja2": "Jinja2",
     "cryptography": "cryptography",
     "urllib3": "urllib3",
+    "jmespath": "jmespath",
 }
 
 # What the modules that talk to the Kubernetes API import (PyYAML for the release records' manifests).

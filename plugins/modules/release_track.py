@@ -15,8 +15,22 @@ description:
     each namespace are watched once too.
   - Ready means, by kind, C(Deployment) rolled out (observed generation, all replicas updated, ready and
     available, no old replicas); C(StatefulSet) rolling update done and replicas ready; C(DaemonSet) pods
-    updated and available; C(Job) complete; C(Pod) ready or succeeded; any other object with a C(Ready) or
-    C(Available) condition when that condition is C(True); anything else as soon as it exists.
+    updated and available; C(Job) complete; C(Pod) ready or succeeded.
+  - Any other kind (custom resources) is judged by built-in rules over its status, the first that applies
+    deciding; it is pending while C(status.observedGeneration) is behind C(metadata.generation); failed when a
+    C(Stalled) or C(Failed) condition is C(True) (with the condition's reason and message); ready or pending as
+    its C(Ready) condition, else its C(Available) condition, is C(True) or not; by C(status.phase) for custom
+    resources (C(Failed), C(Error), C(Degraded) fail; C(Ready), C(Running), C(Succeeded), C(Active),
+    C(Available), C(Bound), C(Complete), C(Healthy), C(Deployed) are ready; others pending); else ready as soon
+    as it exists.
+  - Readiness rules written as JMESPath expressions over the live object override the built-in ones, for any
+    kind; a truthy result (not null, false or empty) matches. A resource's own annotations
+    C(berth.converge/ready-when) and C(berth.converge/failed-when) come first, then O(readiness_rules) for its
+    group and kind. A failed expression replaces the built-in failure detection of the object's own status
+    (pod failures of workloads still count); its result, when a string, is the failure message. A ready
+    expression replaces the built-in readiness. An invalid expression is an error naming the resource and the
+    annotation (or the rule) before tracking starts.
+  - Each progress line and each entry of RV(resources) says which rule decided (RV(resources[].rule)).
   - Fails as soon as a pod of the current revision of a tracked workload shows C(ImagePullBackOff),
     C(ErrImagePull), C(CreateContainerConfigError), C(CreateContainerError) or C(InvalidImageName), or
     crashes (C(CrashLoopBackOff), a non-zero exit code) more often than C(werf.io/failures-allowed-per-replica)
@@ -46,6 +60,7 @@ requirements:
   - kubernetes (Python client) >= 28.1
   - urllib3
   - PyYAML >= 6.0
+  - jmespath >= 1.0
 author:
   - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:
@@ -101,6 +116,31 @@ options:
         the record alone, so a later rollback still goes to the revision that was serving."
     type: bool
     default: true
+  readiness_rules:
+    description:
+      - Readiness rules per API group and kind, JMESPath expressions over the live object. They override the
+        built-in rules for that kind; a resource's C(berth.converge/ready-when) and C(berth.converge/failed-when)
+        annotations override them in turn.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      group:
+        description: API group of the kind (C(cert-manager.io)); an empty string for the core group.
+        type: str
+        required: true
+      kind:
+        description: The kind (C(Certificate)).
+        type: str
+        required: true
+      ready:
+        description: Expression whose truthy result means ready, e.g.
+          C(status.conditions[?type=='Ready'].status | [0] == 'True').
+        type: str
+      failed:
+        description: Expression whose truthy result means failed; a string result is shown as the failure
+          message, e.g. C(status.conditions[?type=='Ready' && reason=='Failed'].message | [0]).
+        type: str
 notes:
   - In check mode nothing is contacted; the module reports which resources it would wait for, from the
     inputs and their annotations alone.
@@ -120,6 +160,11 @@ EXAMPLES = r"""
     namespace: "{{ rendered.namespace }}"
     timeout: 600
     progress_file: /tmp/shop-rollout.log
+    readiness_rules:
+      - group: cert-manager.io
+        kind: Certificate
+        ready: "status.conditions[?type=='Ready'].status | [0] == 'True'"
+        failed: "status.conditions[?type=='Issuing' && reason=='Failed'].message | [0]"
   register: tracked
 
 - name: Report readiness per resource
@@ -161,6 +206,13 @@ resources:
       description: Last known status in a few words, or why it failed or was not waited for.
       type: str
       sample: 2 of 2 replicas ready
+    rule:
+      description: The readiness rule that decided the last status, for example C(built-in Deployment),
+        C(built-in condition Ready), C(annotation berth.converge/ready-when),
+        C(readiness_rules[0] (cert-manager.io/Certificate) ready); in check mode, the expressions in effect
+        (C(built-in) when none).
+      type: str
+      sample: built-in condition Ready
     elapsed:
       description: Seconds from the start of tracking until the resource became ready or failed.
       type: float
@@ -180,11 +232,11 @@ progress:
   elements: str
   sample:
     - "12:00:01 tracking 4 resources (4 to wait for) in shop, timeout 300s"
-    - "12:00:01 ready at once: ConfigMap/shop/settings, Service/shop/backend"
+    - "12:00:01 ready at once: ConfigMap/shop/settings (built-in exists), Service/shop/backend (built-in exists)"
     - "12:00:01 waiting for 2 of 4: Deployment/shop/backend (0 of 2 replicas updated), Job/shop/migrate (0 of 1
       completions, 1 active)"
-    - "12:00:03 Deployment/shop/backend ready after 2.1s (2 of 2 replicas ready)"
-    - "12:00:04 Job/shop/migrate ready after 2.9s (complete)"
+    - "12:00:03 Deployment/shop/backend ready after 2.1s (2 of 2 replicas ready; rule: built-in Deployment)"
+    - "12:00:04 Job/shop/migrate ready after 2.9s (complete; rule: built-in Job)"
     - "12:00:04 4 of 4 resources ready after 2.9s"
 failed_resource:
   description: The resource that failed tracking, with the pod, container, reason, message and recent Events.
@@ -207,7 +259,11 @@ failed_resource:
       description: The container that showed the failure, if one did.
       type: str
     reason:
-      description: Short reason, for example C(CrashLoopBackOff), C(BackoffLimitExceeded), C(NoActivity), C(Timeout).
+      description: Short reason, for example C(CrashLoopBackOff), C(BackoffLimitExceeded), C(NoActivity), C(Timeout),
+        the reason of a C(Stalled) condition, or C(annotation berth.converge/failed-when matched).
+      type: str
+    rule:
+      description: The readiness rule that decided the failure.
       type: str
     message:
       description: Message that came with the reason.
@@ -233,6 +289,7 @@ from ansible_collections.berth.converge.plugins.module_utils.common_args import 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import is_hook
+from ansible_collections.berth.converge.plugins.module_utils.kube.readiness import ReadinessRules, check_annotations
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
     FAILED, history, mark_deployed, set_revision_status)
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import track, tracking_plan
@@ -277,6 +334,9 @@ def main():
             release=dict(type="str"),
             revision=dict(type="int"),
             mark_failed=dict(type="bool", default=True),
+            readiness_rules=dict(type="list", elements="dict", default=[], options=dict(
+                group=dict(type="str", required=True), kind=dict(type="str", required=True),
+                ready=dict(type="str"), failed=dict(type="str"))),
             progress_file=dict(type="path", fallback=(env_fallback, ["BERTH_PROGRESS_FILE"])),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
@@ -285,16 +345,19 @@ def main():
         supports_check_mode=True,
     )
     validate_module_params(module)
-    check_libraries(module, *KUBE_LIBRARIES)
+    check_libraries(module, *KUBE_LIBRARIES, "jmespath")
     p = module.params
     resources = [item for item in p["resources"] if not is_hook(item)]
     api = None
     try:
+        rules = ReadinessRules([{key: value for key, value in entry.items() if value is not None}
+                                for entry in p["readiness_rules"]])
+        check_annotations(p["resources"], p["namespace"])  # hooks too: release_apply tracks them with the same rules
         if module.check_mode:
-            module.exit_json(changed=False, resources=tracking_plan(resources, p["namespace"]))
+            module.exit_json(changed=False, resources=tracking_plan(resources, p["namespace"], rules))
         api = api_client(p, p["timeout"])
         result = track(api, resources, timeout=p["timeout"], namespace=p["namespace"],
-                       progress_file=p["progress_file"])
+                       progress_file=p["progress_file"], rules=rules)
     except ConvergeError as exc:
         message = str(exc)
         if p["release"] and api is not None and p["mark_failed"]:

@@ -13,7 +13,7 @@ import pytest
 from conftest import ansible_module
 
 # The import names of every third-party library of requirements.txt (ansible-core aside).
-BLOCKED = ("yaml", "git", "docker", "kubernetes", "urllib3", "requests", "jinja2", "cryptography")
+BLOCKED = ("yaml", "git", "docker", "kubernetes", "urllib3", "requests", "jinja2", "cryptography", "jmespath")
 KUBE = {"kubernetes", "urllib3", "PyYAML"}
 
 # module -> (arguments that pass its argument checks, the distributions it must ask for)
@@ -24,7 +24,7 @@ CASES = {
     "registry_images": ({"refs": []}, {"requests"}),
     "chart_render": ({"project_dir": "/nonexistent"}, {"PyYAML", "GitPython", "Jinja2", "cryptography"}),
     "release_apply": ({"release": "r", "namespace": "n", "manifests": []}, KUBE),
-    "release_track": ({"resources": []}, KUBE),
+    "release_track": ({"resources": []}, KUBE | {"jmespath"}),
     "release_rollback": ({"release": "r", "namespace": "n"}, KUBE),
     "release_info": ({"release": "r", "namespace": "n"}, KUBE),
 }

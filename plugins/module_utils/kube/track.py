@@ -18,6 +18,8 @@ import time
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import KubeApiError, backoff_delay
+from ansible_collections.berth.converge.plugins.module_utils.kube.readiness import (
+    ObjectRule, ReadinessRules, Verdict, builtin_verdict)
 from ansible_collections.berth.converge.plugins.module_utils.kube.resource import Kube, ResourceMapper
 
 FAIL_MODE = "werf.io/fail-mode"
@@ -119,11 +121,21 @@ class Failure:
 
 @dataclasses.dataclass(frozen=True)
 class Status:
-    """Readiness of one resource: ready, or pending with a reason, or failed."""
+    """Readiness of one resource: ready, or pending with a reason, or failed; ``rule`` says which rule decided."""
 
     ready: bool
     reason: str
     failure: Failure | None = None
+    rule: str = ""
+
+    def verdict(self):
+        state = "ready" if self.ready else "failed" if self.failure else "pending"
+        return Verdict(state, self.reason, self.rule)
+
+    @classmethod
+    def of(cls, verdict):
+        failure = Failure(verdict.failure_reason, verdict.failure_message) if verdict.state == "failed" else None
+        return cls(verdict.state == "ready", verdict.reason, failure, verdict.rule)
 
 
 def api_group(api_version):
@@ -252,18 +264,6 @@ def _pod_status(obj):
     return Status(False, pod_hint(obj))
 
 
-def _generic_status(obj):
-    for kind in ("Ready", "Available"):
-        condition = _condition(obj, kind)
-        if condition:
-            if _generation_pending(obj):
-                return _unobserved(obj)
-            ready = condition.get("status") == "True"
-            detail = ": ".join(v for v in (condition.get("reason"), condition.get("message")) if v)
-            return Status(ready, f"{kind}={condition.get('status')}" + (f" ({detail})" if detail else ""))
-    return Status(True, "exists")
-
-
 _STATUS_BY_KIND = {
     ("apps", "Deployment"): _deployment_status,
     ("apps", "StatefulSet"): _statefulset_status,
@@ -273,10 +273,20 @@ _STATUS_BY_KIND = {
 }
 
 
-def object_status(obj):
-    """Readiness of an object from its own status alone (no pods)."""
-    check = _STATUS_BY_KIND.get((api_group(obj.get("apiVersion", "")), obj.get("kind")), _generic_status)
-    return check(obj)
+def object_status(obj, rule=None, where=""):
+    """Readiness of an object from its own status alone (no pods): its kind's built-in tracker, else the
+    built-in rules for common status shapes, with the expressions of ``rule`` (an ObjectRule) over them."""
+    group, kind = api_group(obj.get("apiVersion", "")), obj.get("kind")
+    check = _STATUS_BY_KIND.get((group, kind))
+    if check:
+        status = dataclasses.replace(check(obj), rule=f"built-in {kind}")
+    else:
+        status = Status.of(builtin_verdict(obj, group, failures=not (rule and rule.failed)))
+    if not rule:
+        return status
+    builtin = status.verdict()
+    verdict = rule.judge(obj, builtin, where or _ref(kind, _meta(obj).get("namespace"), _meta(obj).get("name")))
+    return status if verdict is builtin else Status.of(verdict)
 
 
 def _termination_text(terminated):
@@ -367,9 +377,9 @@ def is_current_pod(owner, pod):
     return True
 
 
-def resource_status(obj, pods, failures_allowed):
+def resource_status(obj, pods, failures_allowed, rule=None, where=""):
     """Readiness of an object given its current pods: its own status, then the first failing pod."""
-    status = object_status(obj)
+    status = object_status(obj, rule, where)
     if status.ready:
         return status
     if status.failure:
@@ -379,9 +389,9 @@ def resource_status(obj, pods, failures_allowed):
     for pod in pods:
         failure = pod_failure(pod, failures_allowed)
         if failure:
-            return Status(False, "failed", failure)
+            return Status(False, "failed", failure, "built-in pod failures")
     hints = [pod_hint(pod) for pod in pods if not _true_condition(pod, "Ready") and obj.get("kind") != "Pod"]
-    return Status(False, "; ".join([status.reason] + hints[:1]))
+    return Status(False, "; ".join([status.reason] + hints[:1]), rule=status.rule)
 
 
 def _with_pod_detail(status, pods):
@@ -391,7 +401,7 @@ def _with_pod_detail(status, pods):
         return status
     failure = status.failure
     message = "; ".join(part for part in (failure.message, f"{detail.reason}: {detail.message}") if part)
-    return Status(False, status.reason, Failure(failure.reason, message, detail.pod, detail.container))
+    return Status(False, status.reason, Failure(failure.reason, message, detail.pod, detail.container), status.rule)
 
 
 # ---------------------------------------------------------------- inputs and results
@@ -414,7 +424,9 @@ class Target:
     namespace: str | None
     annotations: dict
     options: TrackOptions
+    rule: ObjectRule = ObjectRule()
     state: str = "pending"  # pending | hoping | ready | failed | ignored
+    decided_by: str = ""  # the readiness rule behind the last verdict
     reason: str = "not seen yet"
     failure: Failure | None = None
     hope_used: bool = False
@@ -428,6 +440,11 @@ class Target:
         return _ref(self.kind, self.namespace, self.name)
 
     @property
+    def explained(self):
+        """The reason with the readiness rule behind it, for tracking lines."""
+        return f"{self.reason} (rule: {self.decided_by})" if self.decided_by else self.reason
+
+    @property
     def blocking(self):
         return self.options.termination_mode == WAIT_UNTIL_READY
 
@@ -439,13 +456,15 @@ class Target:
         return {
             "apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace, "name": self.name,
             "ready": self.state == "ready", "failed": self.state in ("failed", "ignored", "hoping"),
-            "reason": self.reason, "elapsed": round(self.elapsed, 2),
+            "reason": self.reason, "rule": self.decided_by, "elapsed": round(self.elapsed, 2),
             "fail_mode": self.options.fail_mode, "track_termination_mode": self.options.termination_mode,
         }
 
 
-def targets_from(resources, namespace=None):
-    """Targets from release_apply results or full manifests; pruned (``action: delete``) ones are skipped."""
+def targets_from(resources, namespace=None, rules=None):
+    """Targets from release_apply results or full manifests; pruned (``action: delete``) ones are skipped.
+    ``rules`` (ReadinessRules) are the readiness rules per group and kind."""
+    rules = rules or ReadinessRules()
     targets = []
     for index, item in enumerate(resources):
         if not isinstance(item, dict):
@@ -460,17 +479,19 @@ def targets_from(resources, namespace=None):
                                 f"it has {', '.join(sorted(item)) or 'nothing'}")
         ns = item.get("namespace") or meta.get("namespace") or namespace
         annotations = dict(meta.get("annotations") or {})
-        targets.append(Target(api_version, kind, name, ns, annotations,
-                              track_options(annotations, _ref(kind, ns, name))))
+        ref = _ref(kind, ns, name)
+        targets.append(Target(api_version, kind, name, ns, annotations, track_options(annotations, ref),
+                              rules.for_object(api_group(api_version), kind, annotations, ref)))
     return targets
 
 
-def tracking_plan(resources, namespace=None):
+def tracking_plan(resources, namespace=None, rules=None):
     """What tracking would do, from the inputs alone (check mode): one dict per resource."""
     plan = []
-    for target in targets_from(resources, namespace):
+    for target in targets_from(resources, namespace, rules):
         entry = target.result()
         del entry["ready"], entry["failed"], entry["elapsed"]
+        entry["rule"] = ", ".join(e.source for e in (target.rule.ready, target.rule.failed) if e) or "built-in"
         entry["reason"] = ("would wait until ready" if target.blocking
                            else f"would not wait ({TERMINATION_MODE}: {NON_BLOCKING})")
         plan.append(entry)
@@ -657,8 +678,9 @@ class Tracker:
     that its fail mode does not absorb, on the no-activity timeout, or on the global timeout.
     """
 
-    def __init__(self, api, targets, timeout=300, progress=None):
+    def __init__(self, api, targets, timeout=300, progress=None, rules=None):
         self._kube = Kube.of(api)
+        self._rules = rules or ReadinessRules()
         self._mapper = ResourceMapper(self._kube)
         self._targets = targets
         self._timeout = timeout
@@ -778,7 +800,7 @@ class Tracker:
     def _loop(self):
         next_summary = time.monotonic()
         self._evaluate(announce=False)
-        ready = [target.ref for target in self._targets if target.state == "ready"]
+        ready = [f"{target.ref} ({target.decided_by})" for target in self._targets if target.state == "ready"]
         if ready:
             more = f" and {len(ready) - PENDING_SHOWN} more" if len(ready) > PENDING_SHOWN else ""
             self._progress.line(f"ready at once: {', '.join(ready[:PENDING_SHOWN])}{more}")
@@ -813,10 +835,12 @@ class Tracker:
         if fingerprint != target.fingerprint or not target.last_activity:
             target.fingerprint, target.last_activity = fingerprint, now
         target.elapsed = now - self._start
+        target.decided_by = status.rule
         if status.ready:
             target.state, target.reason = "ready", status.reason
             if announce:
-                self._progress.line(f"{target.ref} ready after {target.elapsed:.1f}s ({status.reason})")
+                self._progress.line(f"{target.ref} ready after {target.elapsed:.1f}s ({status.reason}; "
+                                    f"rule: {status.rule})")
         elif status.failure:
             self._failed(target, status.failure)
         elif now - target.last_activity >= target.options.no_activity_timeout:
@@ -831,7 +855,7 @@ class Tracker:
         if obj is None:
             return Status(False, "not found"), ()
         pods = self._pods(obj, target.namespace)
-        status = resource_status(obj, pods, target.options.failures_allowed_per_replica)
+        status = resource_status(obj, pods, target.options.failures_allowed_per_replica, target.rule, target.ref)
         events = self._events(target.namespace, [obj] + pods)
         return status, (_version(obj), tuple(map(_version, pods)), len(events), tuple(map(_version, events[-1:])))
 
@@ -843,6 +867,7 @@ class Tracker:
             target.seen = True
             annotations = {**(_meta(obj).get("annotations") or {}), **target.annotations}
             target.options = track_options(annotations, target.ref)
+            target.rule = self._rules.for_object(api_group(target.api_version), target.kind, annotations, target.ref)
         return obj
 
     def _pods(self, obj, namespace):
@@ -873,11 +898,11 @@ class Tracker:
         mode = target.options.fail_mode
         if mode == IGNORE_AND_CONTINUE:
             target.state = "ignored"
-            self._progress.line(f"{target.ref} failed, ignored ({FAIL_MODE}: {mode}): {target.reason}")
+            self._progress.line(f"{target.ref} failed, ignored ({FAIL_MODE}: {mode}): {target.explained}")
         elif mode == HOPE_UNTIL_END and not target.hope_used:
             target.state = "hoping"
             self._progress.line(f"{target.ref} failed, waiting for the others ({FAIL_MODE}: {mode}): "
-                                f"{target.reason}")
+                                f"{target.explained}")
         else:
             target.state = "failed"
             raise self._failure_error(target)
@@ -886,7 +911,8 @@ class Tracker:
 
     def _summary(self):
         waiting = self._waiting()
-        shown = ", ".join(f"{target.ref} ({target.reason})" for target in waiting[:PENDING_SHOWN])
+        shown = ", ".join(f"{target.ref} ({target.reason}; rule: {target.decided_by})" if target.decided_by
+                          else f"{target.ref} ({target.reason})" for target in waiting[:PENDING_SHOWN])
         more = f" and {len(waiting) - PENDING_SHOWN} more" if len(waiting) > PENDING_SHOWN else ""
         self._progress.line(f"waiting for {len(waiting)} of {sum(t.blocking for t in self._targets)}: "
                             f"{shown}{more}")
@@ -897,7 +923,7 @@ class Tracker:
 
     def _failure_error(self, target):
         failure = target.failure
-        first = f"{target.ref} failed: {failure.describe()}"
+        first = f"{target.ref} failed: {target.explained}"
         self._progress.line(first)
         objs = [obj for obj in [self._live(target)] if obj]
         lines, events = [first], {}
@@ -915,7 +941,7 @@ class Tracker:
 
     def _timeout_error(self):
         waiting = self._waiting() or [target for target in self._targets if not target.finished]
-        shown = "; ".join(f"{target.ref}: {target.reason}" for target in waiting[:PENDING_SHOWN])
+        shown = "; ".join(f"{target.ref}: {target.explained}" for target in waiting[:PENDING_SHOWN])
         more = f"; and {len(waiting) - PENDING_SHOWN} more" if len(waiting) > PENDING_SHOWN else ""
         first = f"timed out after {self._timeout}s waiting for {_count(len(waiting), 'resource')}: {shown}{more}"
         self._progress.line(first)
@@ -945,11 +971,12 @@ class Tracker:
         return [target.result() for target in self._targets]
 
 
-def track(api, resources, timeout=300, namespace=None, progress_file=None):
-    """Wait until the resources are ready; see Tracker. ``namespace`` is for inputs that name none."""
+def track(api, resources, timeout=300, namespace=None, progress_file=None, rules=None):
+    """Wait until the resources are ready; see Tracker. ``namespace`` is for inputs that name none;
+    ``rules`` (ReadinessRules) the readiness rules per group and kind."""
     progress = Progress(progress_file)
     try:
-        return Tracker(api, targets_from(resources, namespace), timeout, progress).run()
+        return Tracker(api, targets_from(resources, namespace, rules), timeout, progress, rules).run()
     finally:
         progress.close()
 
@@ -958,16 +985,17 @@ class Waiter:
     """Tracks one set of resources after another (werf.io/weight groups, hooks), each with the same timeout
     and progress file; keeps every progress line in ``progress``."""
 
-    def __init__(self, api, timeout=300, progress_file=None):
+    def __init__(self, api, timeout=300, progress_file=None, rules=None):
         self.kube = Kube.of(api)
         self.timeout = timeout
         self.progress_file = progress_file
+        self.rules = rules
         self.progress = []
 
     def wait(self, resources):
         """Track the resources until ready (see Tracker); returns their results."""
         try:
-            result = track(self.kube, resources, self.timeout, progress_file=self.progress_file)
+            result = track(self.kube, resources, self.timeout, progress_file=self.progress_file, rules=self.rules)
         except ConvergeError as exc:
             self.progress += exc.details.get("progress") or []
             raise
