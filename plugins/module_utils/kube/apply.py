@@ -13,12 +13,14 @@ import copy
 import hashlib
 import hmac
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import groupby
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube import annotations as werf_annotations
 from ansible_collections.berth.converge.plugins.module_utils.kube.resource import (
     KubeApiError,
     crd_scopes,
@@ -26,6 +28,9 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
 )
 
 FIELD_MANAGER = "berth-converge"
+# Owns spec.replicas set from werf.io/replicas-on-creation, which our own applies never set afterwards.
+REPLICAS_FIELD_MANAGER = "berth-converge-replicas-on-creation"
+DELETE_POLL_SECONDS = 0.2
 DEFAULT_CONCURRENCY = 8
 
 # Helm's ownership metadata on every object of a release (hooks aside, as Helm does), which werf writes and
@@ -118,6 +123,7 @@ class Desired:
     rtype: object = None  # ResourceType; None while the server does not serve the kind
     recreate: bool = False
     hook: bool = False
+    lifecycle: werf_annotations.Lifecycle = field(default_factory=werf_annotations.Lifecycle)
 
     @property
     def api_version(self):
@@ -136,6 +142,8 @@ class Planned:
     desired: Desired = None
     validated: bool = True
     notes: list = field(default_factory=list)
+    # werf.io/resource-policy: skip-create left the absent object absent: no result line, nothing to wait for
+    skipped: bool = False
     # managedFields written before the apply, so drift the chart owns is reset (see take_over_fields)
     managed_fields: list = None
 
@@ -143,13 +151,33 @@ class Planned:
     def changed(self):
         return self.action != UNCHANGED
 
+    @property
+    def sensitive_paths(self):
+        """werf.io/sensitive-paths of the chart's object, or of the live one for a delete."""
+        if self.desired is not None:
+            return self.desired.lifecycle.sensitive_paths
+        return live_lifecycle(self.live).sensitive_paths
+
+    def view(self, obj):
+        """obj as a diff shows it: volatile fields dropped, Secret values and sensitive paths masked."""
+        return diff_view(obj, self.sensitive_paths)
+
     def result(self, with_diff=False):
         out = {"apiVersion": self.api_version, "kind": self.rid.kind, "namespace": self.rid.namespace or None,
                "name": self.rid.name, "action": self.action, "changed": self.changed}
         if with_diff:
-            out["diff"] = {"before": diff_view(self.live), "after": None if self.action == DELETE
-                           else diff_view(self.after)}
+            out["diff"] = {"before": self.view(self.live), "after": None if self.action == DELETE
+                           else self.view(self.after)}
         return out
+
+
+def live_lifecycle(live):
+    """The Lifecycle the annotations of a live object ask for; a bad value there (the chart that set it is
+    gone) counts as no annotation."""
+    try:
+        return werf_annotations.parse(live or {})
+    except ConvergeError:
+        return werf_annotations.Lifecycle()
 
 
 def order_key(obj):
@@ -172,10 +200,117 @@ def apply_groups(items):
     return [list(group) for _key, group in groupby(ordered, key=lambda item: item.order)]
 
 
-def prepare(manifests, release, namespace, mapper, metadata=None, hooks=False, owned=True, crds=()):
+@dataclass
+class Step:
+    """Objects written together (see deploy_steps): a werf.io/weight group, or the objects whose
+    werf.io/deploy-dependency-<id> are written by then; `ready` are the dependencies to wait for first."""
+
+    planned: list
+    weight_group: bool = True
+    ready: list = field(default_factory=list)
+
+
+def _dependencies(planned, candidates, attribute):
+    """{id(p): [(dependency, Planned matched)]} for the Planned whose live or desired object declares them."""
+    out = {}
+    for p in planned:
+        lifecycle = p.desired.lifecycle if p.desired is not None else live_lifecycle(p.live)
+        for dep in getattr(lifecycle, attribute):
+            matched = [c for c in candidates if c is not p
+                       and dep.matches(c.api_version, c.rid.kind, c.rid.namespace, c.rid.name)]
+            out.setdefault(id(p), []).extend((dep, c) for c in matched)
+            if not matched:
+                out.setdefault(id(p), [])
+                out.setdefault("unmatched", []).append((p, dep))
+    return out
+
+
+def _levels(planned, deps, base):
+    """{id(p): position}: base(p) for objects without dependencies, else right after the last of its
+    dependencies; a cycle is an error naming its objects."""
+    position, visiting = {}, []
+
+    def visit(p):
+        if id(p) in position:
+            return position[id(p)]
+        if any(v is p for v in visiting):
+            cycle = visiting[next(i for i, v in enumerate(visiting) if v is p):] + [p]
+            raise ConvergeError("werf.io dependencies form a cycle: " + " -> ".join(c.rid.label for c in cycle))
+        visiting.append(p)
+        matched = deps.get(id(p)) or []
+        if matched:
+            group, level = max(visit(c) for _dep, c in matched)
+            position[id(p)] = (group, level + 1)
+        else:
+            position[id(p)] = (base(p), 0)
+        visiting.pop()
+        return position[id(p)]
+
+    for p in planned:
+        visit(p)
+    return position
+
+
+def deploy_steps(planned, warnings=None):
+    """The write order of the main objects: werf.io/weight groups ascending; an object with
+    werf.io/deploy-dependency-<id> goes in a step right after the step that writes the last object it depends
+    on, whatever its weight (as in werf, the dependency wins over the weight). A dependency that matches no
+    object of the release is a warning (it is ignored); a cycle is an error."""
+    deps = _dependencies(planned, planned, "deploy_dependencies")
+    for p, dep in deps.pop("unmatched", []):
+        if warnings is not None:
+            warnings.append(f"{p.rid.label}: annotation werf.io/deploy-dependency-{dep.id} ({dep.describe()}) "
+                            "matches no resource of the release and is ignored")
+    independent = [p for p in planned if not deps.get(id(p))]
+    groups = [list(g) for _k, g in groupby(sorted(independent, key=lambda p: p.desired.order),
+                                           key=lambda p: p.desired.order)]
+    group_of = {id(p): index for index, group in enumerate(groups) for p in group}
+    position = _levels(planned, deps, lambda p: group_of[id(p)])
+    steps = {}
+    for p in planned:
+        key = position[id(p)]
+        step = steps.setdefault(key, Step([], weight_group=key[1] == 0))
+        step.planned.append(p)
+        for dep, target in deps.get(id(p)) or []:
+            if dep.state == "ready" and all(target is not r for r in step.ready):
+                step.ready.append(target)
+    return [steps[key] for key in sorted(steps)]
+
+
+def delete_steps(planned):
+    """[(objects deleted together, objects that must be gone first)]: an object with
+    werf.io/delete-dependency-<id> (on its live object) is deleted once the objects it names are gone."""
+    deps = _dependencies(planned, planned, "delete_dependencies")
+    deps.pop("unmatched", None)
+    position = _levels(planned, deps, lambda p: 0)
+    steps = {}
+    for p in planned:
+        members, awaited = steps.setdefault(position[id(p)], ([], []))
+        members.append(p)
+        awaited.extend(target for _dep, target in deps.get(id(p)) or [] if all(target is not a for a in awaited))
+    return [steps[key] for key in sorted(steps)]
+
+
+def deployed_on(manifests, stage, warnings):
+    """The manifests whose werf.io/deploy-on includes `stage` (install, upgrade, rollback); each one left out
+    is a warning. A bad value raises ConvergeError naming the object."""
+    kept = []
+    for manifest in manifests:
+        stages = werf_annotations.parse(manifest).deploy_on if isinstance(manifest, dict) else None
+        if stages is None or stage in stages:
+            kept.append(manifest)
+        else:
+            warnings.append(f"{werf_annotations.label(manifest)} is not deployed on {stage} "
+                            f"({werf_annotations.DEPLOY_ON}: {', '.join(stages)})")
+    return kept
+
+
+def prepare(manifests, release, namespace, mapper, metadata=None, hooks=False, owned=True, crds=(), warnings=None):
     """Desired objects for the manifests: namespace defaulted (namespaced kinds) or dropped (cluster-scoped),
-    `metadata` (ObjectMetadata) and, when `owned` and not `hooks`, Helm's ownership metadata added; the input
-    is not modified. `crds` (CRDs applied apart, such as a chart's crds/) tell the scope of their kinds."""
+    `metadata` (ObjectMetadata) and, when `owned` and not `hooks` (nor werf.io/ownership: anyone), Helm's
+    ownership metadata added; the input is not modified. `crds` (CRDs applied apart, such as a chart's crds/)
+    tell the scope of their kinds. werf's deploy annotations are validated (a bad value raises ConvergeError
+    naming the object) and their warnings appended to `warnings`."""
     objects = [_checked_copy(manifest, index) for index, manifest in enumerate(manifests)]
     scopes = crd_scopes(list(crds) + objects)
     desired, seen = [], {}
@@ -187,14 +322,23 @@ def prepare(manifests, release, namespace, mapper, metadata=None, hooks=False, o
             obj["metadata"]["namespace"] = obj["metadata"].get("namespace") or namespace
         else:
             obj["metadata"].pop("namespace", None)
-        _add_metadata(obj, release, namespace, metadata, owned and not hooks)
-        item = Desired(obj, ResourceId.of(obj), order_key(obj), rtype, hook=hooks)
+        lifecycle = werf_annotations.parse(obj)
+        if warnings is not None:
+            warnings.extend(lifecycle.warnings)
+        _add_metadata(obj, release, namespace, metadata, owned and not hooks and not lifecycle.unowned)
+        item = Desired(obj, ResourceId.of(obj), order_key(obj), rtype, hook=hooks, lifecycle=lifecycle)
+        item.recreate = not hooks and _recreates(lifecycle)
         if item.rid in seen:
             raise ConvergeError(f"{item.rid.label} appears twice in the manifests (items {seen[item.rid]} "
                                 f"and {index})")
         seen[item.rid] = index
         desired.append(item)
     return desired
+
+
+def _recreates(lifecycle):
+    return (werf_annotations.BEFORE_CREATION in lifecycle.delete_policies
+            and werf_annotations.SKIP_RECREATE not in lifecycle.resource_policies)
 
 
 def _checked_copy(manifest, index):
@@ -370,8 +514,14 @@ def scrub_secret_values(message, obj):
     return message
 
 
-def diff_view(obj):
-    return None if obj is None else mask_secrets(comparable(obj))
+def diff_view(obj, sensitive_paths=()):
+    """obj as diffs show it; the values werf.io/sensitive-paths select are masked like Secret values."""
+    if obj is None:
+        return None
+    view = mask_secrets(comparable(obj))
+    if sensitive_paths:
+        view = werf_annotations.redact(copy.deepcopy(view), sensitive_paths, mask_value)
+    return view
 
 
 def run_parallel(function, items, concurrency):
@@ -457,8 +607,10 @@ class Applier:
 
     def apply(self, planned, before_main=None):
         """Write every create and update: CRDs first, then `before_main()` (the pre hooks), Namespaces, and the
-        other objects group after group of werf.io/weight. The objects that needed a CRD or Namespace of the set
-        are validated once those exist. Returns the planned list with final results."""
+        other objects group after group of werf.io/weight, each object after its werf.io/deploy-dependency and
+        external dependencies. The objects that needed a CRD or Namespace of the set are validated once those
+        exist. Objects with werf.io/delete-policy succeeded or failed are waited for and deleted as it says.
+        Returns the planned list with final results."""
         self._write([p for p in planned if p.desired.order[0] == 0])
         if before_main:
             before_main()
@@ -470,7 +622,8 @@ class Applier:
             written = "only its CustomResourceDefinitions and Namespaces were applied"
             revalidated = {id(p.desired): p for p in self.plan(deferred, written=written)}
             planned = [revalidated.get(id(p.desired), p) for p in planned]
-        self._write_weight_groups([p for p in planned if p.desired.order[0] == 2])
+        self._write_steps(deploy_steps([p for p in planned if p.desired.order[0] == 2]))
+        self._delete_finished([p for p in planned if not p.skipped])
         return planned
 
     def apply_object(self, item):
@@ -478,10 +631,38 @@ class Applier:
         return self._apply_request(item, dry_run=False)
 
     def delete(self, planned_deletes):
-        """Delete (background propagation) the objects, Namespaces last."""
+        """Delete the objects (werf.io/delete-propagation, default Background), Namespaces last; an object
+        with werf.io/delete-dependency-<id> once the objects it names are gone."""
         ordered = sorted(planned_deletes, key=lambda p: p.rid.kind == "Namespace")
         for _is_namespace, group in groupby(ordered, key=lambda p: p.rid.kind == "Namespace"):
-            self._run_group(list(group), self._delete_one, "deleting")
+            for step, awaited in delete_steps(list(group)):
+                for target in awaited:
+                    self.wait_gone(target.desired.rtype if target.desired else self.mapper.lookup(
+                        target.api_version, target.rid.kind), target.rid)
+                self._run_group(step, self._delete_one, "deleting")
+
+    def delete_object(self, rtype, rid, propagation=None, wait=False):
+        """Delete one object (werf.io/delete-propagation; Background by default); with `wait`, until it is
+        gone. True when it existed."""
+        try:
+            self.kube.request("DELETE", rtype.path(rid.namespace, rid.name),
+                              body={"kind": "DeleteOptions", "apiVersion": "v1",
+                                    "propagationPolicy": propagation or "Background"})
+        except KubeApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        if wait:
+            self.wait_gone(rtype, rid)
+        return True
+
+    def wait_gone(self, rtype, rid):
+        timeout = self.waiter.timeout if self.waiter else 300
+        deadline = time.monotonic() + timeout
+        while self.kube.get_or_none(rtype.path(rid.namespace, rid.name)) is not None:
+            if time.monotonic() > deadline:
+                raise ConvergeError(f"{rid.label} was not deleted within {timeout} s")
+            time.sleep(DELETE_POLL_SECONDS)
 
     def live(self, api_version, rid):
         """The live object, or None."""
@@ -494,16 +675,59 @@ class Applier:
             members = {id(item) for item in group}
             self._run_group([p for p in changes if id(p.desired) in members], self._write_one, "applying")
 
-    def _write_weight_groups(self, planned):
-        """Write the groups in order; with a waiter, a group is waited for (all of it, changed or not) before a
-        later group with changes is written."""
-        by_item = {id(p.desired): p for p in planned}
-        groups = [[by_item[id(item)] for item in group] for group in apply_groups([p.desired for p in planned])]
-        for index, group in enumerate(groups):
-            self._run_group([p for p in group if p.action in (CREATE, UPDATE)], self._write_one, "applying")
-            later_changes = any(p.action in (CREATE, UPDATE) for later in groups[index + 1:] for p in later)
-            if self.waiter and later_changes:
-                self.waiter.wait([p.desired.obj for p in group])
+    def _write_steps(self, steps):
+        """Write the steps in order (see deploy_steps). With a waiter, before a step with changes: the weight
+        groups written before a weight group are waited for (all of them, changed or not), and a dependency
+        step waits for its dependencies of state ready and its external dependencies."""
+        pending = []
+        for step in steps:
+            changes = [p for p in step.planned if p.action in (CREATE, UPDATE)]
+            if self.waiter and changes:
+                awaited = pending if step.weight_group else step.ready
+                awaited = [p.desired.obj for p in awaited if not p.skipped] + self._external_targets(step)
+                if awaited:
+                    self.waiter.wait(awaited)
+                if step.weight_group:
+                    pending = []
+            self._run_group(changes, self._write_one, "applying")
+            pending += step.planned
+
+    def _external_targets(self, step):
+        """Objects to wait for (until present and ready) for the external dependencies of a step's changes."""
+        targets = {}
+        for planned in step.planned:
+            if planned.action not in (CREATE, UPDATE):
+                continue
+            for dep in planned.desired.lifecycle.external_dependencies:
+                rtype = self.mapper.find_resource(dep.resource_type, dep.version, dep.group)
+                if rtype is None:
+                    raise ConvergeError(f"{planned.rid.label}: external dependency {dep.id}: the API server "
+                                        f"serves no resource type {dep.resource_type}")
+                namespace = (dep.namespace or self.namespace) if rtype.namespaced else None
+                target = {"apiVersion": rtype.api_version, "kind": rtype.kind,
+                          "metadata": {"name": dep.name, **({"namespace": namespace} if namespace else {})}}
+                targets[(rtype.api_version, rtype.kind, namespace, dep.name)] = target
+        return list(targets.values())
+
+    def _delete_finished(self, planned):
+        """werf.io/delete-policy succeeded/failed of resources: wait for them, then delete them as the outcome
+        says (a failure is raised after the failed-policy deletion)."""
+        policies = (werf_annotations.SUCCEEDED, werf_annotations.FAILED)
+        chosen = [p for p in planned if set(policies) & set(p.desired.lifecycle.delete_policies)
+                  and not p.desired.lifecycle.skip_delete and not p.desired.hook]
+        if not chosen or not self.waiter:
+            return
+        try:
+            self.waiter.wait([p.desired.obj for p in chosen])
+        except ConvergeError:
+            for p in chosen:
+                if werf_annotations.FAILED in p.desired.lifecycle.delete_policies:
+                    self.delete_object(p.desired.rtype, p.rid, p.desired.lifecycle.delete_propagation, wait=True)
+            raise
+        for p in chosen:
+            if werf_annotations.SUCCEEDED in p.desired.lifecycle.delete_policies:
+                self.delete_object(p.desired.rtype, p.rid, p.desired.lifecycle.delete_propagation, wait=True)
+                p.notes.append("deleted after it became ready (werf.io/delete-policy: succeeded)")
 
     def _run_group(self, planned, function, doing):
         failures = [(p.rid, scrub_secret_values(_message(outcome), p.desired.obj if p.desired else p.live))
@@ -514,32 +738,64 @@ class Applier:
                                   sorted(failures))
 
     def _write_one(self, planned):
+        item = planned.desired
         if planned.managed_fields is not None:
             self._write_managed_fields(planned)
-        planned.after = self._apply_request(planned.desired, dry_run=False)
+        if item.recreate and planned.live is not None and not item.hook:
+            self.delete_object(item.rtype, planned.rid, item.lifecycle.delete_propagation, wait=True)
+        if planned.action == CREATE and item.lifecycle.replicas_on_creation is not None:
+            planned.after = self._create_with_replicas(item)
+        else:
+            planned.after = self._apply_request(item, dry_run=False)
         self.written.append(planned.rid)
         if planned.rid.kind == "CustomResourceDefinition":
             self.mapper.wait_for_crd(planned.rid.name)
 
+    def _create_with_replicas(self, item):
+        """Create with werf.io/replicas-on-creation as spec.replicas, owned by a field manager of its own, so
+        our later applies (which do not set it) leave the replicas to whoever scales the object."""
+        replicas = item.lifecycle.replicas_on_creation
+        self._apply_request(item, dry_run=False, replicas=replicas)
+        only_replicas = {"apiVersion": item.obj["apiVersion"], "kind": item.obj["kind"],
+                         "metadata": {"name": item.rid.name}, "spec": {"replicas": replicas}}
+        if item.rid.namespace:
+            only_replicas["metadata"]["namespace"] = item.rid.namespace
+        self.kube.request("PATCH", item.rtype.path(item.rid.namespace, item.rid.name),
+                          {"fieldManager": REPLICAS_FIELD_MANAGER, "force": "true"}, only_replicas,
+                          "application/apply-patch+yaml")
+        return self._apply_request(item, dry_run=False)
+
     def _delete_one(self, planned):
         rtype = self.mapper.lookup(planned.api_version, planned.rid.kind)
-        try:
-            self.kube.request("DELETE", rtype.path(planned.rid.namespace, planned.rid.name),
-                              body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"})
-        except KubeApiError as exc:
-            if not exc.not_found:
-                raise
+        self.delete_object(rtype, planned.rid, live_lifecycle(planned.live).delete_propagation)
         self.written.append(planned.rid)
 
     def _plan_one(self, item):
         live = self.kube.get_or_none(item.rtype.path(item.rid.namespace, item.rid.name))
-        if live is not None and not item.hook and not self.force_adoption:
+        policies = item.lifecycle.resource_policies
+        if live is not None and not item.hook and not self.force_adoption and not item.lifecycle.unowned:
             self._check_ownership(item, live)
+        if live is None and werf_annotations.SKIP_CREATE in policies:
+            return Planned(item.rid, item.api_version, UNCHANGED, None, None, item, skipped=True,
+                           notes=["not created: werf.io/resource-policy skip-create"])
         if live is not None and item.recreate:
             # It is deleted before it is created again, so its creation is what must be valid.
             return Planned(item.rid, item.api_version, CREATE, live, self._dry_run_create(item), item)
-        after = self._apply_request(item, dry_run=True)
+        try:
+            after = self._apply_request(item, dry_run=True,
+                                        replicas=item.lifecycle.replicas_on_creation if live is None else None)
+        except KubeApiError as exc:
+            if live is None or not _recreates_if_immutable(item, exc):
+                raise
+            item.recreate = True
+            planned = Planned(item.rid, item.api_version, CREATE, live, self._dry_run_create(item), item)
+            planned.notes.append("recreated: a field it changes is immutable (werf.io/delete-policy "
+                                 "before-creation-if-immutable)")
+            return planned
         planned = Planned(item.rid, item.api_version, decide_action(live, after), live, after, item)
+        if planned.action == UPDATE and werf_annotations.SKIP_UPDATE in policies:
+            return Planned(item.rid, item.api_version, UNCHANGED, live, live, item,
+                           notes=["not updated: werf.io/resource-policy skip-update"])
         if live is not None:
             self._plan_take_over(planned, after)
         return planned
@@ -593,13 +849,17 @@ class Applier:
         query = {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict", "dryRun": "All"}
         return self.kube.request("POST", item.rtype.path(item.rid.namespace), query, body)
 
-    def _apply_request(self, item, dry_run):
+    def _apply_request(self, item, dry_run, replicas=None):
         # Strict, as kubectl: unknown or duplicate fields are errors, not silently dropped.
         query = {"fieldManager": FIELD_MANAGER, "force": "true" if self.force_conflicts else "false",
                  "fieldValidation": "Strict"}
         if dry_run:
             query["dryRun"] = "All"
-        return self.kube.request("PATCH", item.rtype.path(item.rid.namespace, item.rid.name), query, item.obj,
+        body = item.obj
+        if replicas is not None:
+            body = copy.deepcopy(item.obj)
+            body["spec"]["replicas"] = replicas
+        return self.kube.request("PATCH", item.rtype.path(item.rid.namespace, item.rid.name), query, body,
                                  "application/apply-patch+yaml")
 
     def _missing_namespaces(self, desired):
@@ -613,6 +873,18 @@ class Applier:
             if outcome is None:
                 missing.add(name)
         return missing
+
+
+def _recreates_if_immutable(item, exc):
+    """Whether a rejected update is a recreation: the change hits an immutable field and the object's
+    werf.io/delete-policy has before-creation-if-immutable (the default for Jobs without a delete policy, as
+    in werf), and no skip-recreate."""
+    lifecycle = item.lifecycle
+    policies = lifecycle.delete_policies or ((werf_annotations.BEFORE_CREATION_IF_IMMUTABLE,)
+                                             if (item.rid.group, item.rid.kind) == ("batch", "Job") else ())
+    return (exc.status == 422 and "immutable" in str(exc) and not item.hook
+            and werf_annotations.BEFORE_CREATION_IF_IMMUTABLE in policies
+            and werf_annotations.SKIP_RECREATE not in lifecycle.resource_policies)
 
 
 def _now():

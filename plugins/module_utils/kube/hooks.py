@@ -21,6 +21,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
 HOOK_ANNOTATION = "helm.sh/hook"
 HOOK_WEIGHT_ANNOTATION = "helm.sh/hook-weight"
 HOOK_DELETE_POLICY_ANNOTATION = "helm.sh/hook-delete-policy"
+WERF_DELETE_POLICY_ANNOTATION = "werf.io/delete-policy"
 BEFORE_HOOK_CREATION, HOOK_SUCCEEDED, HOOK_FAILED = "before-hook-creation", "hook-succeeded", "hook-failed"
 DELETE_POLICIES = (BEFORE_HOOK_CREATION, HOOK_SUCCEEDED, HOOK_FAILED)
 
@@ -43,7 +44,6 @@ INSTALL_ORDER = (
 )
 LOG_LINES = 20
 LOG_REQUEST_SECONDS = 10
-DELETE_POLL_SECONDS = 0.2
 
 SUCCEEDED, FAILED, WOULD_RUN = "succeeded", "failed", "would run"
 
@@ -103,13 +103,21 @@ def parse_hook(manifest):
     except ValueError:
         raise ConvergeError(f"{_label(manifest)}: annotation {HOOK_WEIGHT_ANNOTATION} must be an integer, "
                             f"got {raw_weight!r}", resource=_label(manifest))
-    policies = _listed(annotations.get(HOOK_DELETE_POLICY_ANNOTATION, "")) or [BEFORE_HOOK_CREATION]
+    policies = (_werf_delete_policies(annotations)
+                or _listed(annotations.get(HOOK_DELETE_POLICY_ANNOTATION, "")) or [BEFORE_HOOK_CREATION])
     unknown = [policy for policy in policies if policy not in DELETE_POLICIES]
     if unknown:
         raise ConvergeError(f"{_label(manifest)}: annotation {HOOK_DELETE_POLICY_ANNOTATION} has "
                             f"{', '.join(unknown)}; use {', '.join(DELETE_POLICIES)}", resource=_label(manifest))
     events = tuple(dict.fromkeys(TEST if event == "test-success" else event for event in events))
     return Hook(manifest, events, weight, tuple(dict.fromkeys(policies)))
+
+
+def _werf_delete_policies(annotations):
+    """werf.io/delete-policy, which wins over helm.sh/hook-delete-policy as in werf, in Helm's names (its
+    values are validated with the other werf annotations)."""
+    names = {"before-creation": BEFORE_HOOK_CREATION, "succeeded": HOOK_SUCCEEDED, "failed": HOOK_FAILED}
+    return [names[policy] for policy in _listed(annotations.get(WERF_DELETE_POLICY_ANNOTATION, "")) if policy in names]
 
 
 def split_hooks(manifests):
@@ -148,10 +156,11 @@ class HookItem:
     entry: dict = None
 
 
-def prepare_hooks(hooks, release, namespace, mapper, metadata=None):
+def prepare_hooks(hooks, release, namespace, mapper, metadata=None, warnings=None):
     """HookItems for the hooks: namespace settled, `metadata` (apply.ObjectMetadata) added but, as in Helm, no
     ownership metadata; recreated when their policies include before-hook-creation."""
-    desired = prepare([hook.manifest for hook in hooks], release, namespace, mapper, metadata, hooks=True)
+    desired = prepare([hook.manifest for hook in hooks], release, namespace, mapper, metadata, hooks=True,
+                      warnings=warnings)
     for hook, item in zip(hooks, desired):
         item.recreate = BEFORE_HOOK_CREATION in hook.delete_policies
     return [HookItem(hook, item) for hook, item in zip(hooks, desired)]
@@ -270,22 +279,13 @@ class HookRunner:
         return pods[-1]["metadata"]["name"] if pods else None
 
     def _delete(self, item):
-        """Delete the hook (background propagation) and wait until it is gone; CRDs are never deleted, as in
-        Helm. True when it existed."""
-        rid, path = item.desired.rid, item.desired.rtype.path(item.desired.rid.namespace, item.desired.rid.name)
-        if rid.kind == "CustomResourceDefinition":
+        """Delete the hook (werf.io/delete-propagation, Background by default) and wait until it is gone;
+        CRDs are never deleted, as in Helm. True when it existed."""
+        desired = item.desired
+        if desired.rid.kind == "CustomResourceDefinition":
             return False
         try:
-            self.kube.request("DELETE", path, body={"kind": "DeleteOptions", "apiVersion": "v1",
-                                                    "propagationPolicy": "Background"})
+            return self.applier.delete_object(desired.rtype, desired.rid, desired.lifecycle.delete_propagation,
+                                              wait=True)
         except KubeApiError as exc:
-            if exc.not_found:
-                return False
-            raise ConvergeError(f"cannot delete {item.event} hook {rid.label}: {exc}")
-        deadline = time.monotonic() + self.waiter.timeout
-        while self.kube.get_or_none(path) is not None:
-            if time.monotonic() > deadline:
-                raise ConvergeError(f"{item.event} hook {rid.label} was not deleted within "
-                                    f"{self.waiter.timeout} s")
-            time.sleep(DELETE_POLL_SECONDS)
-        return True
+            raise ConvergeError(f"cannot delete {item.event} hook {desired.rid.label}: {exc}")

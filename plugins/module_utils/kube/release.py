@@ -32,8 +32,10 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.apply import (
     ObjectMetadata,
     Planned,
     ResourceId,
-    diff_view,
+    deploy_steps,
+    deployed_on,
     foreign_owner,
+    live_lifecycle,
     prepare,
     run_parallel,
 )
@@ -744,12 +746,16 @@ def plan_prune(applier, revisions, desired_ids, warnings):
         if live is None:
             continue
         owner = foreign_owner(live, applier.release, applier.namespace)
-        policy = ((live.get("metadata") or {}).get("annotations") or {}).get(KEEP_POLICY_ANNOTATION)
+        lifecycle = live_lifecycle(live)
         if owner:
             warnings.append(f"{rid.label} is not pruned: it now belongs to release {owner[0]} in namespace "
                             f"{owner[1]}")
-        elif policy == "keep":
-            warnings.append(f"{rid.label} is not pruned: annotation {KEEP_POLICY_ANNOTATION}=keep")
+        elif lifecycle.skip_delete:
+            warnings.append(f"{rid.label} is not pruned: resource policy "
+                            f"{', '.join(lifecycle.resource_policies)} (helm.sh/resource-policy or "
+                            "werf.io/resource-policy)")
+        elif lifecycle.unowned:
+            warnings.append(f"{rid.label} is not pruned: werf.io/ownership: anyone")
         else:
             deletes.append(Planned(rid, api_version, DELETE, live=live))
     return deletes
@@ -961,11 +967,12 @@ def plan_release(applier, request, revisions, namespace_exists, options):
     plan the prune. Hooks are never pruned."""
     manifests, hooks, warnings = helm_hooks.split_hooks(request.manifests)
     phase = helm_hooks.resolve_phase(request.hook_phase, bool(revisions))
+    manifests = deployed_on(manifests, phase or (UPGRADE if revisions else INSTALL), warnings)
     metadata = request.object_metadata()
     release, namespace, mapper = applier.release, applier.namespace, applier.mapper
     crds = prepare(request.crds, release, namespace, mapper, owned=False)
-    desired = prepare(manifests, release, namespace, mapper, metadata, crds=request.crds)
-    hook_items = helm_hooks.prepare_hooks(hooks, release, namespace, mapper, metadata)
+    desired = prepare(manifests, release, namespace, mapper, metadata, crds=request.crds, warnings=warnings)
+    hook_items = helm_hooks.prepare_hooks(hooks, release, namespace, mapper, metadata, warnings)
     hook_plan = HookPlan.of(hook_items, phase)
     applier.known = frozenset(recorded_ids(revisions, applier))
     absent_crds, present_crds = _absent_crds(applier, crds)
@@ -975,6 +982,10 @@ def plan_release(applier, request, revisions, namespace_exists, options):
         warnings += [f"{p.rid.label}: {note}" for p in validated for note in p.notes]
     crd_plan = validated[:len(absent_crds)] + present_crds
     planned = validated[len(absent_crds):len(absent_crds) + len(desired)]
+    deploy_steps([p for p in planned if p.desired.order[0] == 2], warnings)  # a dependency cycle fails here
+    if not options.check_mode:  # what werf's annotations changed in the plan
+        warnings += [f"{p.rid.label}: {note}" for p in planned for note in p.notes if "werf.io/" in note]
+    planned = [p for p in planned if not p.skipped]
     kept = [d.rid for d in desired] + [item.desired.rid for item in hook_items]
     deletes = plan_prune(applier, revisions, kept, warnings) if options.prune else []
     changed = (any(p.changed for p in planned + crd_plan) or bool(deletes)
@@ -1128,7 +1139,7 @@ def _ansible_diff(planned):
     def text(obj):
         return yaml_dump(obj, sort_keys=False, default_flow_style=False) if obj else ""
 
-    after = None if planned.action == DELETE else diff_view(planned.after)
+    after = None if planned.action == DELETE else planned.view(planned.after)
     header = f"{planned.rid.label} ({planned.action})"
-    return {"before_header": header, "after_header": header, "before": text(diff_view(planned.live)),
+    return {"before_header": header, "after_header": header, "before": text(planned.view(planned.live)),
             "after": text(after)}

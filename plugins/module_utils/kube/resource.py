@@ -78,6 +78,21 @@ class ResourceMapper:
             raise ConvergeError(f"the API server does not serve kind {kind} in apiVersion {api_version}")
         return rtype
 
+    def find_resource(self, resource_type, version=None, group=None):
+        """The ResourceType that kubectl's `<type>[.<version>.<group>]` names (plural or kind, any case), or
+        None. Without a version, the core group is searched first, then every group's preferred version."""
+        if version:
+            candidates = [f"{group}/{version}" if group and group != "core" else version]
+        else:
+            groups = (self.kube.get_or_none("/apis") or {}).get("groups") or []
+            candidates = ["v1"] + [g["preferredVersion"]["groupVersion"] for g in groups if g.get("preferredVersion")]
+        wanted = resource_type.lower()
+        for api_version in candidates:
+            for rtype in self._kinds(api_version, refresh=False).values():
+                if wanted in (rtype.plural, rtype.kind.lower()):
+                    return rtype
+        return None
+
     def wait_for_crd(self, name, timeout=60.0):
         """Wait until the CRD is Established and its kinds are mappable, so its objects can be applied."""
         path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{quote(name, safe='')}"

@@ -127,6 +127,11 @@ class FakeKube:
 
 
 class FakeApplier:
+    waiter = None
+    # the real deletion (DELETE, then polling until gone) against the fake API
+    delete_object = apply.Applier.delete_object
+    wait_gone = apply.Applier.wait_gone
+
     def __init__(self, kube):
         self.kube = kube
         self.mapper = FakeMapper()
