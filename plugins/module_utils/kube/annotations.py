@@ -120,9 +120,10 @@ class Lifecycle:
         return self.ownership == "anyone"
 
 
-def label(manifest):
+def label(manifest, namespace=None):
+    """`Kind namespace/name`; `namespace` for a manifest that names none (it takes the release's)."""
     metadata = manifest.get("metadata") or {}
-    namespace = metadata.get("namespace")
+    namespace = metadata.get("namespace") or namespace
     where = f"{namespace}/" if namespace else ""
     return f"{manifest.get('kind')} {where}{metadata.get('name')}"
 

@@ -967,7 +967,7 @@ def plan_release(applier, request, revisions, namespace_exists, options):
     plan the prune. Hooks are never pruned."""
     manifests, hooks, warnings = helm_hooks.split_hooks(request.manifests)
     phase = helm_hooks.resolve_phase(request.hook_phase, bool(revisions))
-    manifests = deployed_on(manifests, phase or (UPGRADE if revisions else INSTALL), warnings)
+    manifests = deployed_on(manifests, phase or (UPGRADE if revisions else INSTALL), warnings, applier.namespace)
     metadata = request.object_metadata()
     release, namespace, mapper = applier.release, applier.namespace, applier.mapper
     crds = prepare(request.crds, release, namespace, mapper, owned=False)
