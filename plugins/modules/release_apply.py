@@ -30,6 +30,12 @@ description:
   - Pruned objects are deleted after the new set is applied, with background propagation. CustomResourceDefinitions
     and the release namespace itself are never pruned (a warning says so), nor objects annotated
     C(helm.sh/resource-policy=keep).
+  - "werf's deploy annotations are honoured: C(werf.io/deploy-dependency-<id>), C(werf.io/delete-dependency-<id>),
+    C(<id>.external-dependency.werf.io/resource) (and C(/namespace)), C(werf.io/resource-policy),
+    C(werf.io/delete-policy), C(werf.io/delete-propagation), C(werf.io/ownership), C(werf.io/deploy-on),
+    C(werf.io/replicas-on-creation), C(werf.io/sensitive-paths) and C(werf.io/sensitive); see docs/annotations.md.
+    A bad value fails the run naming the object, before anything is written; an unknown C(werf.io/) annotation is
+    a warning naming it and the object."
   - "Helm hooks: manifests annotated C(helm.sh/hook) are not resources of the release; they are reported in
     RV(hooks), not in RV(resources), and never pruned. The first revision runs the C(pre-install) and
     C(post-install) hooks, later revisions C(pre-upgrade) and C(post-upgrade); pre hooks run before the
