@@ -139,7 +139,9 @@ def test_delete_policies_and_recreation_of_immutable_jobs(localenv, namespace):
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
                {"name": "migrate", "image": "berth.local/migrate:1"}]}}}}
-    release_apply(localenv, namespace, [recreated, transient, job])
+    result, _output = release_apply(localenv, namespace, [recreated, transient, job])
+    assert {r["name"]: r["action"] for r in result["resources"]} == {
+        "recreated": "create", "transient": "delete", "migrate": "create"}
     uid = get(namespace, "configmap", "recreated")["metadata"]["uid"]
     job_uid = get(namespace, "job", "migrate")["metadata"]["uid"]
     assert get(namespace, "configmap", "transient") is None  # deleted once ready

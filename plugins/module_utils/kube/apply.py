@@ -730,7 +730,9 @@ class Applier:
         for p in chosen:
             if werf_annotations.SUCCEEDED in p.desired.lifecycle.delete_policies:
                 self.delete_object(p.desired.rtype, p.rid, p.desired.lifecycle.delete_propagation, wait=True)
-                p.notes.append("deleted after it became ready (werf.io/delete-policy: succeeded)")
+                # reported as deleted: it is gone at the end of the run, and release_track must not wait for it
+                p.action = DELETE
+                p.notes.append("deleted once ready (werf.io/delete-policy: succeeded)")
 
     def _run_group(self, planned, function, doing):
         failures = [(p.rid, scrub_secret_values(_message(outcome), p.desired.obj if p.desired else p.live))

@@ -1043,8 +1043,10 @@ def _write(kube, applier, request, plan, revisions):
     try:
         applier.delete(plan.deletes)  # first, as werf does: before the pre hooks and the apply
         planned = applier.apply(planned, before_main=lambda: runner.run(plan.hooks.pre))
-        if plan.hooks.post and plan.desired:
-            applier.waiter.wait([d.obj for d in plan.desired])
+        main_objects = {id(d) for d in plan.desired}
+        awaited = [p.desired.obj for p in planned if id(p.desired) in main_objects and p.action != DELETE]
+        if plan.hooks.post and awaited:  # not those a delete policy removed, nor skip-create ones
+            applier.waiter.wait(awaited)
         runner.run(plan.hooks.post)
     except ConvergeError as exc:
         written = len(applier.written)
