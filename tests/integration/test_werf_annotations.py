@@ -219,3 +219,16 @@ def test_delete_dependency_deletes_after_the_dependency_is_gone(localenv, namesp
         dismiss.join()
     assert outcome["result"]
     assert get(namespace, "configmap", "waiting") is None
+
+
+def test_deploy_on_delete_applies_the_object_when_the_release_is_dismissed(localenv, namespace):
+    cleanup = config_map("cleanup", {"werf.io/deploy-on": "delete", "werf.io/ownership": "anyone"})
+    result, output = release_apply(localenv, namespace, [config_map("plain"), cleanup])
+    assert [r["name"] for r in result["resources"]] == ["plain"]
+    assert get(namespace, "configmap", "cleanup") is None
+    assert f"ConfigMap {namespace}/cleanup is not deployed on install (werf.io/deploy-on: delete)" in flat(output)
+
+    result, output = release_apply(localenv, namespace, [], state="absent")
+    assert {r["name"]: r["action"] for r in result["resources"]} == {"cleanup": "create", "plain": "delete"}
+    assert get(namespace, "configmap", "plain") is None
+    assert get(namespace, "configmap", "cleanup") is not None

@@ -52,8 +52,9 @@ OWNERSHIPS = ("release", "anyone")
 SKIP_CREATE, SKIP_UPDATE, SKIP_RECREATE, SKIP_DELETE, KEEP = (
     "skip-create", "skip-update", "skip-recreate", "skip-delete", "keep")
 RESOURCE_POLICIES = (SKIP_CREATE, SKIP_UPDATE, SKIP_RECREATE, SKIP_DELETE, KEEP)
-# werf.io/deploy-on values: the main stage of each operation. The pre-/post- stages (and test) are werf's
-# hook-like stages, which berth.converge does not run for ordinary resources.
+# werf.io/deploy-on values: the main stage of each operation (delete: applied when the release is dismissed).
+# The pre-/post- stages (and test) are werf's hook-like stages, which berth.converge does not run for
+# ordinary resources.
 DEPLOY_ON_STAGES = ("install", "upgrade", "rollback", "delete")
 DEPLOY_ON_UNSUPPORTED = tuple(f"{when}-{stage}" for stage in DEPLOY_ON_STAGES for when in ("pre", "post")) + (
     "pre-uninstall", "uninstall", "post-uninstall", "test", "test-success")

@@ -291,18 +291,19 @@ def delete_steps(planned):
     return [steps[key] for key in sorted(steps)]
 
 
-def deployed_on(manifests, stage, warnings, namespace=None):
-    """The manifests whose werf.io/deploy-on includes `stage` (install, upgrade, rollback); each one left out
-    is a warning. Bad values are kept, for prepare() to report with the object's namespace."""
+def deployed_on(manifests, stage, warnings, namespace=None, explicit=False):
+    """The manifests whose werf.io/deploy-on includes `stage` (install, upgrade, rollback, delete), and, unless
+    `explicit`, those without the annotation; each one left out is a warning (unless `explicit`). Bad values
+    are kept, for prepare() to report with the object's namespace."""
     kept = []
     for manifest in manifests:
         try:
             stages = werf_annotations.parse(manifest).deploy_on if isinstance(manifest, dict) else None
         except ConvergeError:
             stages = None
-        if stages is None or stage in stages:
+        if stage in (stages or ()) or stages is None and not explicit:
             kept.append(manifest)
-        else:
+        elif not explicit:
             warnings.append(f"{werf_annotations.label(manifest, namespace)} is not deployed on {stage} "
                             f"({werf_annotations.DEPLOY_ON}: {', '.join(stages)})")
     return kept

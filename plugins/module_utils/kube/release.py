@@ -867,29 +867,38 @@ def dismiss_release(api, release, namespace, options=None):
 
 
 def _dismiss(kube, release, namespace, options):
-    """Run the pre-delete hooks of the latest revision, delete the objects, run its post-delete hooks, then
-    delete the revision records."""
+    """Run the pre-delete hooks of the latest revision, apply its resources annotated werf.io/deploy-on: delete
+    and wait until they are ready, delete the objects, run its post-delete hooks, then delete the revision
+    records."""
     revisions = history(kube, release, namespace)
     applier = _applier(kube, release, namespace, options)
-    _resources, hooks, warnings = helm_hooks.split_hooks(revisions[-1].manifests if revisions else [])
+    resources, hooks, warnings = helm_hooks.split_hooks(revisions[-1].manifests if revisions else [])
     metadata = recorded_metadata(revisions[-1]) if revisions else None
     hook_plan = HookPlan.of(helm_hooks.prepare_hooks(hooks, release, namespace, applier.mapper, metadata),
                             helm_hooks.DELETE)
-    applier.plan(hook_plan.desired, written="nothing was deleted")
-    deletes = plan_prune(applier, revisions, [], warnings)
+    # werf.io/deploy-on: delete: resources applied (and waited for) when the release is dismissed
+    on_delete = prepare(deployed_on(resources, helm_hooks.DELETE, warnings, namespace, explicit=True), release,
+                        namespace, applier.mapper, metadata, warnings=warnings)
+    planned = [p for p in applier.plan(hook_plan.desired + on_delete, written="nothing was deleted")
+               [len(hook_plan.desired):] if not p.skipped]
+    deletes = plan_prune(applier, revisions, [d.rid for d in on_delete], warnings)
     if options.check_mode:
-        return _result(deletes, bool(deletes or revisions), None, warnings, options.diff,
+        return _result(planned + deletes, bool(deletes or revisions), None, warnings, options.diff,
                        [item.entry for item in hook_plan.items])
     runner = helm_hooks.HookRunner(applier, applier.waiter)
     try:
         runner.run(hook_plan.pre)
+        planned = applier.apply(planned)
+        awaited = [p.desired.obj for p in planned if p.action != DELETE]
+        if awaited:
+            applier.waiter.wait(awaited)
         applier.delete(deletes)
         runner.run(hook_plan.post)
     except ConvergeError as exc:
         raise ConvergeError(f"{exc}\nDismissing release {release} stopped there; its revision records are kept.",
                             **{"hooks": runner.entries, "progress": applier.waiter.progress, **exc.details})
     delete_revision_records(kube, release, namespace, revisions)
-    return _result(deletes, bool(deletes or revisions), None, warnings, options.diff, runner.entries,
+    return _result(planned + deletes, bool(deletes or revisions), None, warnings, options.diff, runner.entries,
                    applier.waiter.progress)
 
 
