@@ -232,3 +232,15 @@ def test_deploy_on_delete_applies_the_object_when_the_release_is_dismissed(local
     assert {r["name"]: r["action"] for r in result["resources"]} == {"cleanup": "create", "plain": "delete"}
     assert get(namespace, "configmap", "plain") is None
     assert get(namespace, "configmap", "cleanup") is not None
+
+
+def test_deploy_on_rollback_applies_the_object_only_in_a_rollback(localenv, namespace):
+    marker = config_map("rolled-back", {"werf.io/deploy-on": "rollback"})
+    release_apply(localenv, namespace, [config_map("settings", a="1"), marker])
+    release_apply(localenv, namespace, [config_map("settings", a="2"), marker])
+    assert get(namespace, "configmap", "rolled-back") is None
+    result, output = run_module("release_rollback", {"release": RELEASE, "namespace": namespace, "revision": 1,
+                                                     "kubeconfig": localenv.kubeconfig})
+    assert not result.get("failed"), output
+    assert get(namespace, "configmap", "settings")["data"] == {"a": "1"}
+    assert get(namespace, "configmap", "rolled-back") is not None
