@@ -55,7 +55,6 @@ STATUSES = (DEPLOYED, FAILED, SUPERSEDED, PENDING)
 SUCCESSFUL = (DEPLOYED, SUPERSEDED)  # superseded revisions were deployed before a newer one
 # A Secret holds at most 1 MiB; leave room for its metadata.
 MAX_PAYLOAD = 1000 * 1024
-KEEP_POLICY_ANNOTATION = "helm.sh/resource-policy"
 LEASE_SECONDS = 30
 
 # Revisions are stored as Helm 3's Secret driver stores releases (see docs/releases-and-rollback.md).
