@@ -288,7 +288,9 @@ resources:
       type: str
       sample: backend
     action:
-      description: C(create), C(update), C(unchanged) or C(delete).
+      description: C(create), C(update), C(unchanged) or C(delete). An object that C(werf.io/delete-policy=succeeded)
+        deleted once it was ready is C(delete); one that C(werf.io/resource-policy=skip-create) kept from being
+        created is not listed.
       type: str
       sample: update
     changed:
