@@ -80,6 +80,7 @@ def test_deploy_dependency_waits_for_ready_and_external_dependency_for_presence(
     after_db = config_map("after-db", {"werf.io/deploy-dependency-db": "state=ready,kind=Deployment,name=db"})
     outside_user = config_map("outside-user", {"outside.external-dependency.werf.io/resource": "secret/outside",
                                                "outside.external-dependency.werf.io/namespace": namespace})
+    werf2_form = config_map("werf2-form", {"outside.external-dependency.werf.io": f"v1:Secret:{namespace}:outside"})
 
     def create_outside_later():
         time.sleep(3)
@@ -88,7 +89,7 @@ def test_deploy_dependency_waits_for_ready_and_external_dependency_for_presence(
     creator = threading.Thread(target=create_outside_later)
     creator.start()
     try:
-        release_apply(localenv, namespace, [after_db, outside_user, db])
+        release_apply(localenv, namespace, [after_db, outside_user, werf2_form, db])
     finally:
         creator.join()
     live_db = get(namespace, "deployment", "db")
@@ -96,7 +97,8 @@ def test_deploy_dependency_waits_for_ready_and_external_dependency_for_presence(
     # the ConfigMap was written after the Deployment's last write, the status update that made it ready;
     # without the dependency both are applied together, before any pod exists
     assert version(get(namespace, "configmap", "after-db")) > version(live_db)
-    assert version(get(namespace, "configmap", "outside-user")) > version(get(namespace, "secret", "outside"))
+    for waited in ("outside-user", "werf2-form"):
+        assert version(get(namespace, "configmap", waited)) > version(get(namespace, "secret", "outside"))
 
 
 def test_resource_policies_ownership_and_deploy_on(localenv, namespace):

@@ -31,6 +31,7 @@ DEPLOY_DEPENDENCY = re.compile(r"^werf\.io/deploy-dependency-(?P<id>.+)$")
 DELETE_DEPENDENCY = re.compile(r"^werf\.io/delete-dependency-(?P<id>.+)$")
 EXTERNAL_RESOURCE = re.compile(r"^(?P<id>.+)\.external-dependency\.werf\.io/resource$")
 EXTERNAL_NAMESPACE = re.compile(r"^(?P<id>.+)\.external-dependency\.werf\.io/namespace$")
+EXTERNAL = re.compile(r"^(?P<id>.+)\.external-dependency\.werf\.io$")  # werf 2's apiVersion:kind[:namespace]:name
 
 # Read elsewhere (track.py, apply.order_key) or written by us; known, so never warned about.
 KNOWN = frozenset({
@@ -198,6 +199,17 @@ def _external(manifest, key, dep_id, value, namespace):
     return ExternalDependency(dep_id, parts[0].lower(), version, group, name, namespace)
 
 
+def _external_reference(manifest, key, dep_id, value):
+    """werf 2's `<id>.external-dependency.werf.io: <apiVersion>:<kind>[:<namespace>]:<name>`."""
+    parts = str(value).split(":")
+    if len(parts) not in (3, 4) or not all(parts):
+        raise _bad(manifest, key, value, "is not <apiVersion>:<kind>[:<namespace>]:<name> (such as "
+                   "apps/v1:Deployment:app)")
+    group, _slash, version = parts[0].rpartition("/")
+    return ExternalDependency(dep_id, parts[1].lower(), version, group or None, parts[-1],
+                              parts[2] if len(parts) == 4 else None)
+
+
 def parse_sensitive_paths(value):
     """The JSONPath expressions of werf.io/sensitive-paths: comma separated, a backslash escapes a comma."""
     paths, current, escaped = [], [], False
@@ -245,17 +257,19 @@ def parse(manifest):
     """The Lifecycle of a manifest; ConvergeError naming the object and annotation for a bad value."""
     annotations = annotations_of(manifest)
     values = {}
-    deploy_deps, delete_deps, externals, external_namespaces, warnings = [], [], {}, {}, []
+    deploy_deps, delete_deps, externals, external_namespaces, warnings, direct = [], [], {}, {}, [], []
     for key, raw in annotations.items():
         value = "" if raw is None else str(raw).strip()
         match = (DEPLOY_DEPENDENCY.match(key) or DELETE_DEPENDENCY.match(key) or EXTERNAL_RESOURCE.match(key)
-                 or EXTERNAL_NAMESPACE.match(key))
+                 or EXTERNAL_NAMESPACE.match(key) or EXTERNAL.match(key))
         if match and match.re is DEPLOY_DEPENDENCY:
             deploy_deps.append(_dependency(manifest, key, match.group("id"), value, ("present", "ready")))
         elif match and match.re is DELETE_DEPENDENCY:
             delete_deps.append(_dependency(manifest, key, match.group("id"), value, ("absent",)))
         elif match and match.re is EXTERNAL_RESOURCE:
             externals[match.group("id")] = (key, value)
+        elif match and match.re is EXTERNAL:
+            direct.append(_external_reference(manifest, key, match.group("id"), value))
         elif match:
             if not value:
                 raise _bad(manifest, key, value, "is empty; name the namespace of the external dependency")
@@ -272,7 +286,7 @@ def parse(manifest):
         warnings.append(f"{label(manifest)}: annotation {dep_id}.external-dependency.werf.io/namespace has no "
                         f"{dep_id}.external-dependency.werf.io/resource and is ignored")
     external_deps = tuple(_external(manifest, key, dep_id, value, external_namespaces.get(dep_id))
-                          for dep_id, (key, value) in sorted(externals.items()))
+                          for dep_id, (key, value) in sorted(externals.items())) + tuple(direct)
     return Lifecycle(
         deploy_dependencies=tuple(sorted(deploy_deps, key=lambda d: d.id)),
         delete_dependencies=tuple(sorted(delete_deps, key=lambda d: d.id)),

@@ -102,6 +102,16 @@ def test_helm_keep_and_werf_policy_precedence():
     assert not parse(**{"helm.sh/resource-policy": "keep", "werf.io/resource-policy": "skip-update"}).skip_delete
 
 
+def test_external_dependency_in_werf_2_form():
+    lifecycle = parse(**{"app.external-dependency.werf.io": "apps/v1:Deployment:other:app",
+                         "cfg.external-dependency.werf.io": "v1:ConfigMap:cfg"})
+    assert set(lifecycle.external_dependencies) == {
+        wa.ExternalDependency("app", "deployment", "v1", "apps", "app", "other"),
+        wa.ExternalDependency("cfg", "configmap", "v1", None, "cfg")}
+    with pytest.raises(ConvergeError, match="is not <apiVersion>:<kind>"):
+        parse(**{"app.external-dependency.werf.io": "Deployment/app"})
+
+
 def test_external_dependency_core_type_and_lone_namespace_warning():
     lifecycle = parse(**{"s.external-dependency.werf.io/resource": "Secret/config",
                          "x.external-dependency.werf.io/namespace": "other"})
