@@ -246,3 +246,19 @@ def test_deploy_on_rollback_applies_the_object_only_in_a_rollback(localenv, name
     assert not result.get("failed"), output
     assert get(namespace, "configmap", "settings")["data"] == {"a": "1"}
     assert get(namespace, "configmap", "rolled-back") is not None
+
+
+def test_delete_policy_failed_deletes_a_failed_job(localenv, namespace):
+    def job(name, fail):
+        template = {"spec": {"restartPolicy": "Never", "containers": [{"name": name, "image": "berth.local/x:1"}]}}
+        if fail:
+            template["metadata"] = {"labels": {"berth.test/fail": "Error"}}  # kwok fails the pod
+        return {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": name, "annotations": {"werf.io/delete-policy": "failed"}},
+                "spec": {"backoffLimit": 0, "template": template}}
+
+    result, output = release_apply(localenv, namespace, [job("passes", False), job("breaks", True)],
+                                   expect_failure=True, timeout=60)
+    assert "breaks" in result["msg"], output
+    assert get(namespace, "job", "breaks") is None  # deleted because it failed
+    assert get(namespace, "job", "passes") is not None  # succeeded: the failed policy leaves it

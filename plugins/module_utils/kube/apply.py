@@ -723,9 +723,12 @@ class Applier:
             return
         try:
             self.waiter.wait([p.desired.obj for p in chosen])
-        except ConvergeError:
+        except ConvergeError as exc:
+            failed = exc.details.get("failed_resource") or {}
             for p in chosen:
-                if werf_annotations.FAILED in p.desired.lifecycle.delete_policies:
+                if (werf_annotations.FAILED in p.desired.lifecycle.delete_policies
+                        and (failed.get("kind"), failed.get("namespace") or "", failed.get("name"))
+                        == (p.rid.kind, p.rid.namespace, p.rid.name)):
                     self.delete_object(p.desired.rtype, p.rid, p.desired.lifecycle.delete_propagation, wait=True)
             raise
         for p in chosen:
