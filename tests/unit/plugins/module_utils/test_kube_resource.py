@@ -60,3 +60,15 @@ def test_unknown_group_version_maps_nothing():
     pool = FakePool((404, {"message": "not found"}))
     assert resource.ResourceMapper(kube_with(pool)).find("example.com/v1", "Widget") is None
     assert pool.requests[0][1].endswith("/apis/example.com/v1")
+
+
+def test_find_resource_as_kubectl_names_types():
+    core = {"resources": [{"name": "secrets", "kind": "Secret", "namespaced": True}]}
+    groups = {"groups": [{"name": "apps", "preferredVersion": {"groupVersion": "apps/v1"}}]}
+    pool = FakePool((200, DISCOVERY), (200, groups), (200, core), (200, groups), (200, groups))
+    mapper = resource.ResourceMapper(kube_with(pool))
+    deployments = resource.ResourceType("apps", "v1", "Deployment", "deployments", True)
+    assert mapper.find_resource("deployments", "v1", "apps") == deployments  # <plural>.<version>.<group>
+    assert mapper.find_resource("deployment") == deployments  # a kind, searched in the core group, then apps/v1
+    assert mapper.find_resource("secrets") == resource.ResourceType("", "v1", "Secret", "secrets", True)
+    assert mapper.find_resource("widgets") is None
