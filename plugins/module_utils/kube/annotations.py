@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube import track
 
 WERF_PREFIX = "werf.io/"
 WEIGHT = "werf.io/weight"
@@ -33,11 +34,12 @@ EXTERNAL_RESOURCE = re.compile(r"^(?P<id>.+)\.external-dependency\.werf\.io/reso
 EXTERNAL_NAMESPACE = re.compile(r"^(?P<id>.+)\.external-dependency\.werf\.io/namespace$")
 EXTERNAL = re.compile(r"^(?P<id>.+)\.external-dependency\.werf\.io$")  # werf 2's apiVersion:kind[:namespace]:name
 
+VERSION = "werf.io/version"
 # Read elsewhere (track.py, apply.order_key) or written by us; known, so never warned about.
 KNOWN = frozenset({
     WEIGHT, DELETE_POLICY, DELETE_PROPAGATION, OWNERSHIP, DEPLOY_ON, WERF_RESOURCE_POLICY, REPLICAS_ON_CREATION,
-    SENSITIVE, SENSITIVE_PATHS, "werf.io/version", "werf.io/fail-mode", "werf.io/track-termination-mode",
-    "werf.io/failures-allowed-per-replica", "werf.io/no-activity-timeout",
+    SENSITIVE, SENSITIVE_PATHS, VERSION, track.FAIL_MODE, track.TERMINATION_MODE, track.FAILURES_ALLOWED,
+    track.NO_ACTIVITY_TIMEOUT,
 })
 # werf's log display annotations: meaningful to werf, with no effect here (berth.converge prints no pod logs
 # while tracking), so they get a warning of their own.

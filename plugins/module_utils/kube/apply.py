@@ -40,10 +40,10 @@ MANAGED_BY = "Helm"
 HELM_RELEASE_ANNOTATION = "meta.helm.sh/release-name"
 HELM_NAMESPACE_ANNOTATION = "meta.helm.sh/release-namespace"
 # werf's annotations on every object it deploys, hooks included.
-WERF_VERSION_ANNOTATION = "werf.io/version"
+WERF_VERSION_ANNOTATION = werf_annotations.VERSION
 WERF_PROJECT_ANNOTATION = "project.werf.io/name"
 WERF_ENV_ANNOTATION = "project.werf.io/env"
-WEIGHT_ANNOTATION = "werf.io/weight"
+WEIGHT_ANNOTATION = werf_annotations.WEIGHT
 LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration"
 
 # Field managers whose fields a converge takes over before applying, as werf does: by-hand `kubectl edit`,

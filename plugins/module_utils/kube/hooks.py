@@ -15,13 +15,13 @@ import time
 from urllib.parse import quote
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.kube import annotations as werf_annotations
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import prepare, scrub_secret_values
 from ansible_collections.berth.converge.plugins.module_utils.kube.resource import KubeApiError
 
 HOOK_ANNOTATION = "helm.sh/hook"
 HOOK_WEIGHT_ANNOTATION = "helm.sh/hook-weight"
 HOOK_DELETE_POLICY_ANNOTATION = "helm.sh/hook-delete-policy"
-WERF_DELETE_POLICY_ANNOTATION = "werf.io/delete-policy"
 BEFORE_HOOK_CREATION, HOOK_SUCCEEDED, HOOK_FAILED = "before-hook-creation", "hook-succeeded", "hook-failed"
 DELETE_POLICIES = (BEFORE_HOOK_CREATION, HOOK_SUCCEEDED, HOOK_FAILED)
 
@@ -117,7 +117,7 @@ def _werf_delete_policies(annotations):
     """werf.io/delete-policy, which wins over helm.sh/hook-delete-policy as in werf, in Helm's names (its
     values are validated with the other werf annotations)."""
     names = {"before-creation": BEFORE_HOOK_CREATION, "succeeded": HOOK_SUCCEEDED, "failed": HOOK_FAILED}
-    return [names[policy] for policy in _listed(annotations.get(WERF_DELETE_POLICY_ANNOTATION, "")) if policy in names]
+    return [names[policy] for policy in _listed(annotations.get(werf_annotations.DELETE_POLICY, "")) if policy in names]
 
 
 def split_hooks(manifests):
