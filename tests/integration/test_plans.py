@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright: berth.converge contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Saved plans through the converge role on the example shop (werf's plan --save-plan / converge --use-plan):
+a check run writes the plan and nothing else; a converge given it applies exactly it, or refuses before any
+write, naming what changed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+
+from gitrepo import commit
+from test_ci_controls import tags
+from test_role_converge import IMAGES, _namespace_exists, revisions, shop  # noqa: F401 pylint: disable=unused-import
+
+SECRET_VALUE = "s3cr3t-Demo-Passw0rd"
+
+
+def actions(resources):
+    return {f"{r['kind']}/{r['name']}": r["action"] for r in resources}
+
+
+def kubectl(*args):
+    return subprocess.run(["kubectl", *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_a_check_run_saves_the_plan_and_writes_nothing_then_the_converge_applies_exactly_it(
+        shop, kube_api, registry, tmp_path):
+    plan_file, report_file = tmp_path / "plan.json", tmp_path / "report.json"
+    rc, output, _items = shop.converge("--check", converge_save_plan=str(plan_file))
+    assert rc == 0, output
+    assert not _namespace_exists(kube_api, shop.namespace)
+    assert all(tags(registry, shop, image) == [] for image in IMAGES)
+    text = plan_file.read_text()
+    assert SECRET_VALUE not in text and base64.b64encode(SECRET_VALUE.encode()).decode() not in text
+    plan = json.loads(text)
+    assert (plan["format"], plan["version"], plan["release"], plan["revision"]) == (
+        "berth.converge/plan", 1, shop.release, 1)
+    assert {i["name"] for i in plan["images"] if i["build"]} == IMAGES
+    assert all(i["ref"].startswith(f"{shop.repo}/") for i in plan["images"])
+    planned = actions(plan["resources"])
+    assert planned["Deployment/backend"] == "create" and planned["Secret/shop-db"] == "create"
+    secret = next(r for r in plan["resources"] if r["kind"] == "Secret")
+    assert secret["diff"]["after"]["stringData"]["password"].startswith("<hidden:")
+    assert all(r["live"] is None for r in plan["resources"])
+
+    rc, output, _items = shop.converge(converge_save_plan=str(tmp_path / "other.json"))
+    assert rc != 0 and "converge_save_plan needs check mode (--check)" in output, output
+    assert not _namespace_exists(kube_api, shop.namespace)
+
+    rc, output, _items = shop.converge(converge_use_plan=str(plan_file), converge_deploy_report=str(report_file))
+    assert rc == 0, output
+    assert revisions(kube_api, shop) == [(1, "deployed")]
+    assert actions(json.loads(report_file.read_text())["resources"]) == planned
+    assert all(len(tags(registry, shop, image)) == 1 for image in IMAGES)
+
+    # Applied, the plan no longer matches (its creates now exist): a second use is refused.
+    rc, output, _items = shop.converge(converge_use_plan=str(plan_file))
+    assert rc != 0
+    assert f"Deployment {shop.namespace}/backend appeared since the plan" in output, output
+    assert revisions(kube_api, shop) == [(1, "deployed")]
+
+
+def test_a_converge_refuses_a_plan_that_no_longer_matches_before_any_write(shop, kube_api, registry, tmp_path):
+    rc, output, _items = shop.converge()
+    assert rc == 0, output
+    (shop.dir / "frontend" / "site" / "index.html").write_text("<h1>v2</h1>\n")
+    commit(shop.dir, message="frontend: v2")
+    plan_file = tmp_path / "plan.json"
+    rc, output, _items = shop.converge("--check", converge_save_plan=str(plan_file))
+    assert rc == 0, output
+    plan = json.loads(plan_file.read_text())
+    assert [i["name"] for i in plan["images"] if i["build"]] == ["frontend"]
+    assert actions(plan["resources"])["Deployment/frontend"] == "update"
+    assert actions(plan["resources"])["ConfigMap/shop-config"] == "unchanged"
+    assert plan["latest_revision"] == 1 and plan["revision"] == 2
+    before = {image: tags(registry, shop, image) for image in IMAGES}
+
+    def refused(*expected, **more):
+        rc, output, _items = shop.converge(converge_use_plan=str(plan_file), **more)
+        assert rc != 0, output
+        assert f"the converge no longer matches the plan {plan_file}; nothing was written" in output, output
+        for message in expected:
+            assert message in output, output
+        assert revisions(kube_api, shop) == [(1, "deployed")]
+        assert {image: tags(registry, shop, image) for image in IMAGES} == before
+        return output
+
+    output = refused("rendered manifests: ConfigMap", "/shop-config renders differently",
+                     converge_set={"greeting": "changed values"})
+    assert "commit:" not in output and "since the plan" not in output
+
+    kubectl("-n", shop.namespace, "patch", "configmap", "shop-config", "--type=merge",
+            "-p", '{"data": {"greeting": "by hand"}}')
+    refused(f"ConfigMap {shop.namespace}/shop-config changed since the plan (resourceVersion ")
+
+    kubectl("-n", shop.namespace, "delete", "service", "backend")
+    refused(f"Service {shop.namespace}/backend vanished since the plan")
+
+    commit(shop.dir, message="a later commit", files={"README.md": "later\n"})
+    refused("commit: the plan is for ")
