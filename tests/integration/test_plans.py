@@ -88,7 +88,7 @@ def test_a_converge_refuses_a_plan_that_no_longer_matches_before_any_write(shop,
         assert {image: tags(registry, shop, image) for image in IMAGES} == before
         return output
 
-    output = refused("rendered manifests: ConfigMap", "/shop-config renders differently",
+    output = refused("rendered manifests: ConfigMap shop-config renders differently",
                      converge_set={"greeting": "changed values"})
     assert "commit:" not in output and "since the plan" not in output
 
