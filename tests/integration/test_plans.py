@@ -11,6 +11,12 @@ import base64
 import json
 import subprocess
 
+import pytest
+
+from ansible_collections.berth.converge.plugins.module_utils.kube.client import Kube
+from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
+    ApplyOptions, ReleaseRequest, apply_release, history)
+from ansible_collections.berth.converge.plugins.module_utils.plan import PlanMismatch, build_plan
 from gitrepo import commit
 from test_ci_controls import tags
 from test_role_converge import IMAGES, _namespace_exists, revisions, shop  # noqa: F401 pylint: disable=unused-import
@@ -101,3 +107,39 @@ def test_a_converge_refuses_a_plan_that_no_longer_matches_before_any_write(shop,
 
     commit(shop.dir, message="a later commit", files={"README.md": "later\n"})
     refused("commit: the plan is for ")
+
+
+def configmap(name, value):
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"value": value}}
+
+
+def test_the_release_is_checked_again_under_the_lock_right_before_the_first_write(kube_api, namespace):
+    """A change between the role's check and the apply (the race) is caught by release_apply itself."""
+    def apply(manifests, **options):
+        return apply_release(kube_api, "planned", namespace, ReleaseRequest(manifests), ApplyOptions(**options))
+
+    apply([configmap("settings", "one"), configmap("other", "one")])
+    wanted = [configmap("settings", "two"), configmap("other", "one")]
+
+    def saved_plan():
+        checked = apply(wanted, check_mode=True, diff=True, record_live=True)
+        return json.loads(json.dumps(build_plan(release="planned", namespace=namespace, commit={"hash": "c"},
+                                                images=[], built={}, manifests=wanted, applied=checked)))
+
+    plan = saved_plan()
+    assert {r["name"]: r["action"] for r in plan["resources"]} == {"settings": "update", "other": "unchanged"}
+    Kube(kube_api).request("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/other",
+                           body={"data": {"value": "by hand"}}, content_type="application/merge-patch+json")
+    with pytest.raises(PlanMismatch) as refused:
+        apply(wanted, plan=plan)
+    assert f"ConfigMap {namespace}/other changed since the plan (resourceVersion " in str(refused.value)
+    assert [r.version for r in history(kube_api, "planned", namespace)] == [1]
+    live = Kube(kube_api).request("GET", f"/api/v1/namespaces/{namespace}/configmaps/settings")
+    assert live["data"] == {"value": "one"}  # nothing written
+
+    plan = saved_plan()  # the by-hand change is now part of the plan: "other" is an update back to "one"
+    applied = apply(wanted, plan=plan)
+    planned = {r["name"]: r["action"] for r in plan["resources"]}
+    assert {r["name"]: r["action"] for r in applied["resources"]} == planned == {"settings": "update",
+                                                                                 "other": "update"}
+    assert [r.version for r in history(kube_api, "planned", namespace)] == [1, 2]
