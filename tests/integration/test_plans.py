@@ -12,6 +12,7 @@ import json
 import subprocess
 
 import pytest
+import requests
 
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import Kube
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
@@ -67,6 +68,22 @@ def test_a_check_run_saves_the_plan_and_writes_nothing_then_the_converge_applies
     assert rc != 0
     assert f"Deployment {shop.namespace}/backend appeared since the plan" in output, output
     assert revisions(kube_api, shop) == [(1, "deployed")]
+
+    # A plan that builds nothing builds nothing: an image deleted from the registry since is not built again.
+    rc, output, _items = shop.converge("--check", converge_save_plan=str(plan_file))
+    assert rc == 0, output
+    plan = json.loads(plan_file.read_text())
+    assert not any(i["build"] for i in plan["images"]) and not any(r["changed"] for r in plan["resources"])
+    frontend = f"http://{registry}/v2/t-{shop.env}/shop/frontend/manifests/{tags(registry, shop, 'frontend')[0]}"
+    accept = {"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+                        "application/vnd.docker.distribution.manifest.v2+json, "
+                        "application/vnd.docker.distribution.manifest.list.v2+json"}
+    digest = requests.head(frontend, headers=accept, timeout=10).headers["Docker-Content-Digest"]
+    assert requests.delete(frontend.rsplit("/", 1)[0] + "/" + digest, timeout=10).status_code == 202
+    rc, output, _items = shop.converge(converge_use_plan=str(plan_file))
+    assert rc != 0
+    assert "require_built: not in the registry, and not built: frontend (" in output, output
+    assert tags(registry, shop, "frontend") == [] and revisions(kube_api, shop) == [(1, "deployed")]
 
 
 def test_a_converge_refuses_a_plan_that_no_longer_matches_before_any_write(shop, kube_api, registry, tmp_path):
