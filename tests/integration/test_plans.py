@@ -19,6 +19,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.release import
     ApplyOptions, ReleaseRequest, apply_release, history)
 from ansible_collections.berth.converge.plugins.module_utils.plan import PlanMismatch, build_plan
 from gitrepo import commit
+from module_runner import run_in_process
 from test_ci_controls import tags
 from test_role_converge import IMAGES, _namespace_exists, revisions, shop  # noqa: F401 pylint: disable=unused-import
 
@@ -160,3 +161,19 @@ def test_the_release_is_checked_again_under_the_lock_right_before_the_first_writ
     assert {r["name"]: r["action"] for r in applied["resources"]} == planned == {"settings": "update",
                                                                                  "other": "update"}
     assert [r.version for r in history(kube_api, "planned", namespace)] == [1, 2]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read the plan {path}: No such file or directory"),
+    ("{", "{path}: not a plan: not JSON"),
+    ('{"format": "berth.converge/plan", "version": 7}', "{path}: plan version 7 is not supported (only 1)"),
+    ('{"format": "berth.converge/deploy-report.v1"}', "{path}: not a plan: field format is not"),
+])
+def test_a_bad_plan_file_is_named(tmp_path, localenv, content, message):
+    path = tmp_path / "plan.json"
+    if content is not None:
+        path.write_text(content)
+    run = run_in_process("converge_plan", {"state": "check", "path": str(path), "release": "r", "namespace": "n",
+                                           "commit": {"hash": "c"}, "kubeconfig": localenv.kubeconfig})
+    assert run.traceback is None, run.traceback
+    assert run.result["failed"] and message.format(path=path) in run.result["msg"], run.result
