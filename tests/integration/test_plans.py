@@ -112,9 +112,12 @@ def test_a_converge_refuses_a_plan_that_no_longer_matches_before_any_write(shop,
         assert {image: tags(registry, shop, image) for image in IMAGES} == before
         return output
 
+    report_file = tmp_path / "report.json"
     output = refused("rendered manifests: ConfigMap shop-config renders differently",
-                     converge_set={"greeting": "changed values"})
+                     converge_set={"greeting": "changed values"}, converge_deploy_report=str(report_file))
     assert "commit:" not in output and "since the plan" not in output
+    report = json.loads(report_file.read_text())
+    assert report["status"] == "failed" and "renders differently" in report["error"] and report["revision"] is None
 
     kubectl("-n", shop.namespace, "patch", "configmap", "shop-config", "--type=merge",
             "-p", '{"data": {"greeting": "by hand"}}')

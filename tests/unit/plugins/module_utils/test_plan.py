@@ -13,6 +13,7 @@ from ansible_collections.berth.converge.plugins.module_utils.errors import Conve
 from ansible_collections.berth.converge.plugins.module_utils.plan import (
     PLAN_FORMAT, PlanMismatch, build_plan, input_differences, live_differences, live_fingerprint, load_plan,
     refuse_on, release_differences)
+from ansible_collections.berth.converge.plugins.module_utils.reports import deploy_report
 
 SECRET_VALUE = "s3cr3t-value"
 SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
@@ -165,3 +166,10 @@ def test_refusal_names_every_difference_and_bad_files_are_named():
     with pytest.raises(ConvergeError, match="plan.json: field images is missing"):
         load_plan(json.dumps({"format": PLAN_FORMAT, "version": 1, "release": "r", "namespace": "n",
                               "commit": "c"}), "plan.json")
+
+
+def test_the_deploy_report_names_a_plan_refusal_as_the_error():
+    refused = {"failed": True, "msg": "the converge no longer matches the plan p.json; nothing was written"}
+    report = deploy_report("failed", digests={"commit": {"hash": "c"}}, rendered={"release": "r"},
+                           plan_checked=refused, built={"skipped": True})
+    assert report["error"] == refused["msg"] and report["resources"] == []
