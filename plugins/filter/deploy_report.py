@@ -40,6 +40,9 @@ options:
   rolled_back:
     description: The result of M(berth.converge.release_rollback).
     type: dict
+  plan_checked:
+    description: The result (or the failure) of M(berth.converge.converge_plan) checking a saved plan.
+    type: dict
   check_mode:
     description: Whether the converge was a dry run.
     type: bool

@@ -34,12 +34,12 @@ def first_error(*registered):
 
 
 def deploy_report(status, *, digests=None, built=None, rendered=None, applied=None, tracked=None, rolled_back=None,
-                  check_mode=False):
+                  check_mode=False, plan_checked=None):
     """The report as a dict; every part a failed converge did not reach is empty or null. The error is the
     message of the first task that failed."""
     if status not in (SUCCEEDED, FAILED):
         raise ValueError(f"status must be {SUCCEEDED} or {FAILED}, got {status!r}")
-    error = first_error(digests, rendered, built, applied, tracked) if status == FAILED else None
+    error = first_error(digests, rendered, plan_checked, built, applied, tracked) if status == FAILED else None
     rendered, applied, rolled_back = _result(rendered), _result(applied), _result(rolled_back)
     commit = _result(digests).get("commit") or {}
     return {

@@ -213,6 +213,19 @@ options:
         release, as werf's C(--force-adoption).
     type: bool
     default: false
+  record_live:
+    description:
+      - Give each item of RV(resources) C(live), the fingerprint of the live object as read for the plan (see
+        M(berth.converge.converge_plan)).
+    type: bool
+    default: false
+  plan:
+    description:
+      - A saved plan (the C(plan) of M(berth.converge.converge_plan) with O(berth.converge.converge_plan#module:state=check)).
+        Under the release lock, right after the server-side dry run and before anything is written, the
+        per-resource actions, the live objects, the hooks and the revision are compared with the plan; any
+        difference fails the run, naming it, and nothing is written (see docs/plans.md).
+    type: dict
   timeout:
     description:
       - Seconds to wait for each hook to complete, for each C(werf.io/weight) group to be ready before the next
@@ -297,6 +310,12 @@ resources:
       description: Whether the action changes the cluster (any action but C(unchanged)).
       type: bool
       sample: true
+    live:
+      description:
+        - With O(record_live), C(uid), C(resourceVersion) and C(content) (a digest; null for Secrets) of the
+          object as read before the dry run; null where it does not exist.
+      type: dict
+      returned: with O(record_live)
     diff:
       description:
         - In diff mode, the object before and after, without status and server-maintained metadata, Secret
@@ -434,6 +453,8 @@ def main():
             add_labels=dict(type="dict", default={}),
             add_annotations=dict(type="dict", default={}),
             force_adoption=dict(type="bool", default=False),
+            record_live=dict(type="bool", default=False),
+            plan=dict(type="dict"),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         required_if=[("state", "present", ["manifests"])],
@@ -446,7 +467,8 @@ def main():
     options = ApplyOptions(force_conflicts=p["force_conflicts"], prune=p["prune"], concurrency=p["concurrency"],
                            lock_timeout=p["lock_timeout"], create_namespace=p["create_namespace"],
                            check_mode=module.check_mode, diff=module._diff, timeout=p["timeout"],
-                           progress_file=p["progress_file"], force_adoption=p["force_adoption"])
+                           progress_file=p["progress_file"], force_adoption=p["force_adoption"],
+                           record_live=p["record_live"], plan=p["plan"])
     try:
         metadata = ObjectMetadata.werf(p["project"], p["env"], WERF_VERSION, p["add_labels"], p["add_annotations"])
         request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"],

@@ -46,6 +46,8 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
     split_api_version,
 )
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import Waiter
+from ansible_collections.berth.converge.plugins.module_utils.plan import (
+    live_fingerprint, refuse_on, release_differences)
 
 BERTH_VERSION = "0.1.0"
 # The value of werf's werf.io/version annotation on the objects we apply.
@@ -777,6 +779,8 @@ class ApplyOptions:
     timeout: int = 300
     progress_file: str = None
     force_adoption: bool = False
+    record_live: bool = False  # each resource result gets `live`, the fingerprint of the object as read
+    plan: dict = None  # a saved plan (plan.py): refuse before the first write when the release differs from it
 
 
 @dataclass
@@ -951,10 +955,18 @@ def converge(kube, release, namespace, request, options, revisions=None):
     revision = (previous or 0) + 1 if record else previous
     planned, hook_entries, progress = plan.crds + plan.planned, ([item.entry for item in plan.hooks.items]
                                                                  if record else []), []
+    live = [live_fingerprint(p.live) for p in planned + plan.deletes]
+    if options.plan is not None and not options.check_mode:  # under the lock, after the fresh dry run
+        fresh = [dict(p.result(), live=fingerprint) for p, fingerprint in zip(planned + plan.deletes, live)]
+        refuse_on(release_differences(options.plan, fresh, hook_entries, revision), options.plan.get("path"))
     if record and not options.check_mode:
         planned, hook_entries, progress = _write(kube, applier, request, plan, revisions)
-    return _result(planned + plan.deletes, plan.changed or record, revision, plan.warnings, options.diff,
-                   hook_entries, progress)
+    result = _result(planned + plan.deletes, plan.changed or record, revision, plan.warnings, options.diff,
+                     hook_entries, progress)
+    if options.record_live:
+        for entry, fingerprint in zip(result["resources"], live):
+            entry["live"] = fingerprint
+    return result
 
 
 @dataclass
