@@ -1,0 +1,175 @@
+"""image_build with builder=buildkit against the environment's real BuildKit daemons and registries.
+
+The local daemon (unix socket) builds the modern Dockerfile features the classic builder lacks; the built
+image must hold exactly the files the digest lists. The TLS daemon (tcp://, client certificates from the
+environment's CA) stands in for a remote builder and pushes to the registry that wants credentials.
+"""
+import hashlib
+import io
+import os
+import subprocess
+import tarfile
+import uuid
+
+import pytest
+
+from conftest import run_module
+from gitrepo import git, new_repo
+
+WERF = "project: bk\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\ncontext: app\n"
+
+DOCKERFILE = """\
+FROM {base}
+RUN --mount=type=cache,target=/cache echo cached >> /cache/runs && cp /cache/runs /from-cache.txt
+COPY --link lib/ /lib-linked/
+COPY --chmod=0751 tool.sh /tool.sh
+COPY nothing-matches-* /none/
+COPY . /ctx/
+"""
+
+FILES = {
+    "werf.yaml": WERF,
+    "app/.dockerignore": "vendor\n!vendor/keep/me.txt\n*.log\n",
+    "app/lib/a.txt": "a\n",
+    "app/lib/sub/b.txt": "b\n",
+    "app/tool.sh": "echo tool\n",
+    "app/vendor/drop.txt": "dropped\n",
+    "app/vendor/keep/me.txt": "kept\n",
+    "app/debug.log": "ignored\n",
+}
+
+
+@pytest.fixture(scope="module")
+def buildkit(localenv):
+    env = os.environ
+    try:
+        info = {"addr": env["BERTH_BUILDKIT_ADDR"], "tls_addr": env["BERTH_BUILDKIT_TLS_ADDR"],
+                "ca": env["BERTH_BUILDKIT_CA"], "cert": env["BERTH_BUILDKIT_CLIENT_CERT"],
+                "key": env["BERTH_BUILDKIT_CLIENT_KEY"], "base": env["BERTH_BUILDKIT_BASE_IMAGE"]}
+    except KeyError as exc:
+        pytest.fail(f"BuildKit not in the local environment ({exc}); run `hack/localenv up`")
+    probe = subprocess.run(["buildctl", "--addr", info["addr"], "debug", "workers"], capture_output=True, text=True,
+                           check=False)
+    if probe.returncode != 0:
+        pytest.fail(f"buildkitd at {info['addr']} is not reachable; `hack/localenv up`: {probe.stderr}")
+    return info
+
+
+def project_with(tmp_path, base, files=None):
+    return new_repo(tmp_path / "bk", {**FILES, "app/Dockerfile": DOCKERFILE.format(base=base), **(files or {})})
+
+
+def digest(project, repo):
+    result, output = run_module("image_digest", {"project_dir": str(project), "repo": repo, "explain": True})
+    assert not result.get("failed"), output
+    return result["images"]
+
+
+def image_files(docker_client, ref, path):
+    """{path: (mode, git blob id)} of the regular files under ``path`` in the image ``ref``, pulled from its registry."""
+    docker_client.images.pull(ref)
+    container = docker_client.containers.create(ref, ["true"])
+    try:
+        stream, _stat = container.get_archive(path)
+        data = b"".join(stream)
+    finally:
+        container.remove(force=True)
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                content = tar.extractfile(member).read()
+                out[member.name] = (member.mode & 0o7777, hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest())
+    return out
+
+
+def digested_blobs(repo, inputs):
+    """Blob ids the digest's `context` inputs stand for (trees listed), as the Docker differential test reads them."""
+    blobs = set()
+    for line in inputs:
+        if not line.startswith("context "):
+            continue
+        _word, kind, _mode, oid, _path = line.split(" ", 4)
+        if kind == "tree":
+            blobs.update(record.split()[2] for record in git(repo, "ls-tree", "-r", oid).splitlines())
+        else:
+            blobs.add(oid)
+    return blobs
+
+
+def test_modern_dockerfile_features_build_and_the_image_holds_exactly_the_digested_files(
+        tmp_path, buildkit, registry, docker_client):
+    project = project_with(tmp_path, buildkit["base"])
+    repo = f"{registry}/bk-{uuid.uuid4().hex[:8]}"
+    images = digest(project, repo)
+    result, output = run_module("image_build", {"project_dir": str(project), "images": images,
+                                                "builder": "buildkit", "buildkit_address": buildkit["addr"]})
+    assert not result.get("failed"), output
+    built = result["images"][0]
+    assert built["changed"] and built["manifest_digest"].startswith("sha256:")
+    assert built["image_id"].startswith("sha256:")
+    ref = built["ref"]
+
+    ctx = image_files(docker_client, ref, "/ctx")
+    names = {name.removeprefix("ctx/") for name in ctx}
+    assert names == {".dockerignore", "Dockerfile", "lib/a.txt", "lib/sub/b.txt", "tool.sh", "vendor/keep/me.txt"}
+    assert {blob for _mode, blob in ctx.values()} == digested_blobs(project, images[0]["inputs"])
+
+    singles = {}
+    for path in ("/from-cache.txt", "/tool.sh", "/lib-linked"):
+        singles.update(image_files(docker_client, ref, path))
+    assert singles["tool.sh"][0] == 0o751
+    assert {"lib-linked/a.txt", "lib-linked/sub/b.txt", "from-cache.txt"} <= set(singles)
+    labels = docker_client.images.get(ref).labels
+    assert labels["io.berth.converge.digest"] == images[0]["digest"]
+    assert labels["org.opencontainers.image.revision"] == git(project, "rev-parse", "HEAD").strip()
+
+    again, output = run_module("image_build", {"project_dir": str(project), "images": images,
+                                               "builder": "buildkit", "buildkit_address": buildkit["addr"]})
+    assert not again.get("failed") and again["built"] == [], output
+
+
+def test_remote_tls_builder_builds_and_pushes_to_the_registry_with_credentials(
+        tmp_path, buildkit, localenv, registry_tls):
+    project = project_with(tmp_path, buildkit["base"])
+    repo = f"{registry_tls}/bk-{uuid.uuid4().hex[:8]}"
+    auth = {"registry_username": localenv.registry_tls_username, "registry_password": localenv.registry_tls_password,
+            "ca_cert": localenv.ca_cert}
+    images = digest(project, repo)
+    result, output = run_module("image_build", {
+        "project_dir": str(project), "images": images, **auth, "builder": "buildkit",
+        "buildkit_address": buildkit["tls_addr"], "buildkit_ca_cert": buildkit["ca"],
+        "buildkit_client_cert": buildkit["cert"], "buildkit_client_key": buildkit["key"]}, verbosity=4)
+    assert not result.get("failed"), output
+    assert result["built"] == ["app"]
+    assert localenv.registry_tls_password not in output
+    listed, output = run_module("registry_images", {"refs": [images[0]["ref"]], **auth})
+    assert not listed.get("failed"), output
+    assert listed["missing"] == [], output
+
+
+def test_wrong_client_certificate_and_unreachable_daemon_are_clear_errors(tmp_path, buildkit, registry):
+    project = project_with(tmp_path, buildkit["base"])
+    images = digest(project, f"{registry}/bk-{uuid.uuid4().hex[:8]}")
+    pki = tmp_path / "other-ca"
+    pki.mkdir()
+    for command in (
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=other-ca",
+             "-keyout", "ca.key", "-out", "ca.crt"],
+            ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=intruder", "-keyout", "client.key",
+             "-out", "client.csr"],
+            ["openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+             "-days", "1", "-out", "client.crt"]):
+        subprocess.run(command, cwd=pki, check=True, capture_output=True)
+    result, output = run_module("image_build", {
+        "project_dir": str(project), "images": images, "builder": "buildkit",
+        "buildkit_address": buildkit["tls_addr"], "buildkit_ca_cert": buildkit["ca"],
+        "buildkit_client_cert": str(pki / "client.crt"), "buildkit_client_key": str(pki / "client.key")})
+    assert result.get("failed"), output
+    assert f"BuildKit at {buildkit['tls_addr']} refused the TLS connection" in result["msg"]
+
+    result, output = run_module("image_build", {
+        "project_dir": str(project), "images": images, "builder": "buildkit",
+        "buildkit_address": f"unix://{tmp_path}/no-buildkitd.sock"})
+    assert result.get("failed"), output
+    assert f"cannot reach BuildKit at unix://{tmp_path}/no-buildkitd.sock" in result["msg"]
