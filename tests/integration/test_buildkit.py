@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from conftest import run_module
-from gitrepo import git, new_repo
+from gitrepo import commit, git, new_repo
 
 WERF = "project: bk\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\ncontext: app\n"
 
@@ -173,3 +173,24 @@ def test_wrong_client_certificate_and_unreachable_daemon_are_clear_errors(tmp_pa
         "buildkit_address": f"unix://{tmp_path}/no-buildkitd.sock"})
     assert result.get("failed"), output
     assert f"cannot reach BuildKit at unix://{tmp_path}/no-buildkitd.sock" in result["msg"]
+
+
+def test_converge_role_with_the_buildkit_builder(tmp_path, buildkit, registry, kube_api):
+    from kubernetes import client
+    from test_role_converge import Shop
+
+    shop = Shop(tmp_path, registry)
+    for dockerfile in shop.dir.glob("*/Dockerfile"):  # BuildKit pulls the base image from the registry
+        dockerfile.write_text(dockerfile.read_text().replace("berth.local/base:busybox", buildkit["base"])
+                              # the classic builder fails on this line: proof BuildKit built it
+                              + "RUN --mount=type=cache,target=/tmp/cache ls /tmp/cache\n")
+    commit(shop.dir, message="base image from the registry")
+    try:
+        rc, output, items = shop.converge(converge_builder="buildkit", converge_buildkit_address=buildkit["addr"])
+        assert rc == 0, output
+        assert {i for i, state in items.items() if state == "changed"} >= {"base", "backend", "frontend"}, items
+        deployment = client.AppsV1Api(kube_api).read_namespaced_deployment("backend", shop.namespace)
+        assert deployment.spec.template.spec.containers[0].image.startswith(shop.repo)
+    finally:
+        if any(ns.metadata.name == shop.namespace for ns in client.CoreV1Api(kube_api).list_namespace().items):
+            client.CoreV1Api(kube_api).delete_namespace(shop.namespace)
