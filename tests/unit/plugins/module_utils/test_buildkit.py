@@ -1,0 +1,97 @@
+"""BuildKit backend: the Docker config buildctl gets, connection errors, push retries (a fake buildctl script)."""
+import base64
+import io
+import json
+import tarfile
+
+import pytest
+
+from ansible_collections.berth.converge.plugins.module_utils import buildkit
+from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.registry import Credentials
+
+IMAGE = {"name": "app", "ref": "127.0.0.1:5000/shop/app:abc", "digest": "abc", "dockerfile": "app/Dockerfile",
+         "context": "app"}
+
+
+def test_docker_config_keeps_the_users_config_and_adds_explicit_auths(tmp_path):
+    user = tmp_path / "config.json"
+    user.write_text(json.dumps({"auths": {"other.example": {"auth": "eA=="}},
+                                "credHelpers": {"reg.example": "gcr", "third.example": "ecr"}}))
+    creds = {"reg.example": Credentials("ci", "pw"), "docker.io": Credentials(identity_token="tok")}
+    config = buildkit.docker_config_for(["reg.example", "docker.io", "none.example"], creds.get, str(user))
+    assert base64.b64decode(config["auths"]["reg.example"]["auth"]) == b"ci:pw"
+    assert config["auths"]["other.example"] == {"auth": "eA=="}
+    assert config["auths"]["docker.io"] == config["auths"]["https://index.docker.io/v1/"] == {"identitytoken": "tok"}
+    assert "none.example" not in config["auths"]
+    assert config["credHelpers"] == {"third.example": "ecr"}
+
+
+@pytest.mark.parametrize("address, stderr, expected", [
+    ("unix:///run/x.sock", 'error: connection error: desc = "transport: Error while dialing: dial unix /run/x.sock: '
+     'connect: no such file or directory"', "cannot reach BuildKit at unix:///run/x.sock"),
+    ("tcp://h:1234", "error: failed to list workers: Unavailable: write tcp 1->2: write: broken pipe",
+     "BuildKit at tcp://h:1234 refused the TLS connection"),
+    ("tcp://h:1234", 'error: ... remote error: tls: certificate required"', "refused the TLS connection"),
+    ("tcp://h:1234", "error: failed to solve: process did not complete: connection reset", None),
+])
+def test_connection_errors_are_named(address, stderr, expected):
+    message = buildkit.BuildKitConnection("buildctl", address).explain(stderr)
+    assert (message is None) if expected is None else (expected in message)
+
+
+def test_bad_connection_options_are_refused(tmp_path):
+    with pytest.raises(ConvergeError, match="buildkit_address must be"):
+        buildkit.BuildKitConnection("buildctl", "/run/buildkitd.sock")
+    with pytest.raises(ConvergeError, match="given together"):
+        buildkit.BuildKitConnection("buildctl", "tcp://h:1", client_cert=str(tmp_path))
+    with pytest.raises(ConvergeError, match="buildkit_ca_cert: no such file"):
+        buildkit.BuildKitConnection("buildctl", "tcp://h:1", ca_cert=str(tmp_path / "nope"))
+
+
+def fake_buildctl(tmp_path, failures, error):
+    """A buildctl that fails ``failures`` times with ``error``, then writes the metadata file."""
+    count = tmp_path / "count"
+    count.write_text("0")
+    script = tmp_path / "buildctl"
+    script.write_text(f"""#!/bin/sh
+n=$(cat {count}); echo $((n + 1)) > {count}
+cp "$DOCKER_CONFIG/config.json" {tmp_path}/seen-config.json
+if [ "$n" -lt {failures} ]; then echo '{error}' >&2; exit 1; fi
+while [ $# -gt 0 ]; do [ "$1" = --metadata-file ] && meta=$2; shift; done
+echo '{{"containerimage.digest": "sha256:m", "containerimage.config.digest": "sha256:c"}}' > "$meta"
+""")
+    script.chmod(0o755)
+    return str(script), count
+
+
+def context_tar():
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = b"FROM scratch\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def builder(script):
+    return buildkit.BuildKitBuilder(buildkit.BuildKitConnection(script, "unix:///x"), "shop", "c0ffee",
+                                    {"auths": {"127.0.0.1:5000": {"auth": "c2VjcmV0"}}})
+
+
+def test_push_failure_is_retried_then_the_digest_is_reported(tmp_path):
+    script, count = fake_buildctl(tmp_path, 2, "error: failed to solve: failed to push 127.0.0.1:5000/x: 503")
+    b, sleeps = builder(script), []
+    image_id, _log = b.build(IMAGE, context_tar(), {}, sleep=sleeps.append)
+    assert (image_id, b.push(IMAGE), count.read_text().strip(), sleeps) == ("sha256:c", "sha256:m", "3", [1.0, 2.0])
+    assert json.loads((tmp_path / "seen-config.json").read_text())["auths"]["127.0.0.1:5000"]["auth"] == "c2VjcmV0"
+
+
+def test_push_denied_is_not_retried_and_a_build_error_names_the_step(tmp_path):
+    script, count = fake_buildctl(tmp_path, 9, "error: failed to solve: failed to push x: 401 Unauthorized")
+    with pytest.raises(ConvergeError, match="push of .* failed after 1 attempt"):
+        builder(script).build(IMAGE, context_tar(), {}, sleep=lambda _s: None)
+    script, count = fake_buildctl(tmp_path, 9, "#5 [stage-0 2/3] RUN false\\nerror: failed to solve: exit code: 1")
+    with pytest.raises(ConvergeError, match=r"build failed at \[stage-0 2/3\] RUN false"):
+        builder(script).build(IMAGE, context_tar(), {}, sleep=lambda _s: None)
