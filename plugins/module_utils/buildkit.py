@@ -129,13 +129,15 @@ class BuildKitBuilder:
     """Builds and pushes images through a BuildKit daemon; the same interface as build.Builder."""
 
     def __init__(self, connection, project_name, commit, docker_config, insecure_registries=(),
-                 config_digest_for=None):
+                 config_digest_for=None, secrets_for=None, project_dir="."):
         self.connection = connection
         self.project_name = project_name
         self.commit = commit
         self._docker_config = docker_config          # dict written to a temporary DOCKER_CONFIG per build
         self._insecure = frozenset(host.lower() for host in insecure_registries)
         self._config_digest_for = config_digest_for  # (ref) -> image config digest from the registry
+        self._secrets_for = secrets_for or (lambda name: ())  # (image name) -> config.BuildSecret tuple
+        self._project_dir = project_dir                        # where werf.yaml `src` paths start
         self._config_digests = {}
         self._manifest_digests = {}
 
@@ -160,6 +162,7 @@ class BuildKitBuilder:
                 json.dump(self._docker_config, handle)
             metadata_file = os.path.join(tmp, "metadata.json")
             argv = self._build_command(image, context_dir, build_args, metadata_file)
+            argv += self._secret_options(image, tmp)
             env = dict(os.environ, DOCKER_CONFIG=config_dir)
             while True:
                 attempt += 1
@@ -194,6 +197,28 @@ class BuildKitBuilder:
         if not digest:
             raise ConvergeError(f"image '{image['name']}': BuildKit reported no manifest digest for {image['ref']}")
         return digest
+
+    def _secret_options(self, image, tmp):
+        """``--secret`` options for the image's werf.yaml secrets; values go through 0600 files, never argv."""
+        options = []
+        for secret in self._secrets_for(image["name"]):
+            where = f"image '{image['name']}': secret '{secret.id}'"
+            if secret.env is not None:
+                if secret.env not in os.environ:
+                    raise ConvergeError(f"{where}: environment variable {secret.env} is not set")
+                options += ["--secret", f"id={secret.id},env={secret.env}"]
+                continue
+            if secret.src is not None:
+                path = os.path.join(self._project_dir, os.path.expanduser(secret.src))
+                if not os.path.isfile(path):
+                    raise ConvergeError(f"{where}: no such file {secret.src}")
+            else:
+                path = os.path.join(tmp, f"secret-{len(options)}")
+                with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w",
+                               encoding="utf-8") as handle:
+                    handle.write(secret.value)
+            options += ["--secret", f"id={secret.id},src={path}"]
+        return options
 
     def _build_command(self, image, context_dir, build_args, metadata_file):
         context = image.get("context") or "."

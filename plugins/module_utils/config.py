@@ -29,9 +29,11 @@ META_KEYS = {"project", "configVersion", "build", "deploy", "cleanup", "gitWorkt
 BUILD_KEYS = {"cacheVersion", "platform"}
 DEPLOY_KEYS = {"helmChartDir", "helmRelease", "helmReleaseSlug", "namespace", "namespaceSlug"}
 IMAGE_KEYS = {"image", "dockerfile", "context", "contextAddFiles", "target", "args", "dependencies", "final",
-              "cacheVersion", "platform"}
+              "cacheVersion", "platform", "secrets"}
 # werf keys we know but do not support yet: refused by name, never silently ignored.
-IMAGE_KEYS_NOT_YET = {"addHost", "network", "ssh", "secrets", "staged", "imageSpec", "labels"}
+IMAGE_KEYS_NOT_YET = {"addHost", "network", "ssh", "staged", "imageSpec", "labels"}
+SECRET_KEYS = {"id", "env", "src", "value"}
+SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 STAPEL_KEYS = {"from", "fromImage", "fromArtifact", "fromLatest", "fromCacheVersion", "git", "shell", "ansible",
                "mount", "import", "docker", "artifact", "disableGitAfterPatch"}
 CLEANUP_KEYS = {"disable", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy",
@@ -58,6 +60,16 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class BuildSecret:
+    """A werf.yaml build secret for ``RUN --mount=type=secret,id=...``: exactly one of env, src, value."""
+
+    id: str
+    env: str | None = None
+    src: str | None = None
+    value: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     name: str
     dockerfile: str
@@ -70,6 +82,7 @@ class ImageConfig:
     cache_version: str | None
     platform: tuple[str, ...]
     line: int
+    secrets: tuple[BuildSecret, ...] = ()
 
     @property
     def dockerfile_path(self):
@@ -393,6 +406,7 @@ def _images(doc):
         dependencies=_dependencies(doc, data.get("dependencies"), label), final=final,
         cache_version=_scalar_string(doc, data, "cacheVersion", f"{label}: cacheVersion"),
         platform=_platforms(doc, data, f"{label}: platform"), line=doc.lines.get("image", doc.line),
+        secrets=_secrets(doc, data.get("secrets"), label),
     )
     return [ImageConfig(name=name, **common) for name in names]
 
@@ -452,6 +466,39 @@ def _bool(doc, data, key, what, default):
     if not isinstance(value, bool):
         doc.fail(key, f"{what} must be true or false")
     return value
+
+
+def _secrets(doc, value, label):
+    """werf's build ``secrets``: ``env`` (id defaults to the variable), ``src`` (id defaults to the file name),
+    ``value`` (needs ``id``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        doc.fail("secrets", f"{label}: 'secrets' must be a list of mappings with env, src or value")
+    result, seen = [], set()
+    for index, item in enumerate(value):
+        where = f"{label}: secrets[{index}]"
+        if not isinstance(item, dict):
+            doc.fail("secrets", f"{where} must be a mapping with one of env, src, value")
+        _unknown_keys(doc, item, SECRET_KEYS, where)
+        sources = [key for key in ("env", "src", "value") if key in item]
+        if len(sources) != 1:
+            doc.fail("secrets", f"{where} must have exactly one of env, src, value")
+        source = item[sources[0]]
+        if not isinstance(source, str) or (not source and sources[0] != "value"):
+            doc.fail("secrets", f"{where}: '{sources[0]}' must be a non-empty string")
+        secret_id = item.get("id")
+        if secret_id is None:
+            if sources[0] == "value":
+                doc.fail("secrets", f"{where}: a 'value' secret needs an 'id'")
+            secret_id = source if sources[0] == "env" else source.rstrip("/").rsplit("/", 1)[-1]
+        if not isinstance(secret_id, str) or not SECRET_ID_RE.match(secret_id):
+            doc.fail("secrets", f"{where}: id {secret_id!r} must be letters, digits, '.', '_' or '-'")
+        if secret_id in seen:
+            doc.fail("secrets", f"{where}: id {secret_id!r} is given twice")
+        seen.add(secret_id)
+        result.append(BuildSecret(id=secret_id, **{sources[0]: source}))
+    return tuple(result)
 
 
 def _platforms(doc, data, what):

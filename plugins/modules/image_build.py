@@ -238,8 +238,10 @@ def _buildkit_builder(params, project, images):
             raise ConvergeError(f"cannot find the image id of {ref} in the registry")
         return manifest.config_digest
 
+    secrets = {image.name: image.secrets for image in project.config.images}
     return BuildKitBuilder(connection, project.config.project, project.git.commit.hash, config,
-                           params["insecure_registries"], config_digest_for)
+                           params["insecure_registries"], config_digest_for, secrets_for=lambda name: secrets[name],
+                           project_dir=params["project_dir"])
 
 
 def plan(project, images):
@@ -316,6 +318,10 @@ def main():
             creds = credentials_from_params(p, parse_reference(ref).registry)
             return creds.docker_auth_config() if creds else None
 
+        with_secrets = [name for name in to_build if config_by_name[name].secrets]
+        if with_secrets and p["builder"] != "buildkit":
+            raise ConvergeError(f"image '{with_secrets[0]}': werf.yaml 'secrets' need builder: buildkit "
+                                "(the Docker Engine's classic builder has no build secrets)")
         if p["builder"] == "buildkit":
             builder = _buildkit_builder(p, project, images)
         else:

@@ -194,3 +194,58 @@ def test_converge_role_with_the_buildkit_builder(tmp_path, buildkit, registry, k
     finally:
         if any(ns.metadata.name == shop.namespace for ns in client.CoreV1Api(kube_api).list_namespace().items):
             client.CoreV1Api(kube_api).delete_namespace(shop.namespace)
+
+
+SECRETS_WERF = """project: bk
+configVersion: 1
+---
+image: app
+dockerfile: Dockerfile
+context: app
+secrets:
+- env: BERTH_TEST_TOKEN
+- id: npmrc
+  src: npmrc.txt
+- id: plain
+  value: {plain}
+"""
+
+SECRETS_DOCKERFILE = """FROM {base}
+RUN echo {nonce} > /nonce
+RUN --mount=type=secret,id=BERTH_TEST_TOKEN --mount=type=secret,id=npmrc --mount=type=secret,id=plain \\
+    cat /run/secrets/BERTH_TEST_TOKEN /run/secrets/npmrc /run/secrets/plain | sha256sum | cut -c1-64 > /secrets.sha
+"""
+
+
+def test_werf_build_secrets_are_usable_in_run_and_absent_from_image_history_and_output(
+        tmp_path, buildkit, registry, docker_client):
+    # BuildKit's cache ignores secret values (as Docker's): the nonce makes the RUN run with these ones
+    token, file_secret, plain = (f"{kind}-{uuid.uuid4().hex}" for kind in ("token", "file", "plain"))
+    project = new_repo(tmp_path / "bk", {
+        "werf.yaml": SECRETS_WERF.format(plain=plain), "app/Dockerfile": SECRETS_DOCKERFILE.format(base=buildkit["base"], nonce=uuid.uuid4().hex)})
+    (project / "npmrc.txt").write_text(file_secret)  # werf: `src` from the project directory, never committed
+    images = digest(project, f"{registry}/bk-{uuid.uuid4().hex[:8]}")
+    args = {"project_dir": str(project), "images": images, "builder": "buildkit", "buildkit_address": buildkit["addr"]}
+    result, output = run_module("image_build", args, verbosity=4, env={"BERTH_TEST_TOKEN": token})
+    assert not result.get("failed"), output
+    ref = result["images"][0]["ref"]
+
+    seen = image_files(docker_client, ref, "/secrets.sha")
+    assert seen["secrets.sha"][1] == hashlib.sha1(
+        b"blob 65\0" + hashlib.sha256((token + file_secret + plain).encode()).hexdigest().encode() + b"\n").hexdigest()
+    image = docker_client.images.get(ref)
+    exported = b"".join(image.save())
+    history = repr(image.history()) + repr(image.attrs)
+    for secret in (token, file_secret, plain):
+        assert secret not in output
+        assert secret not in history
+        assert secret.encode() not in exported
+
+    assert "BERTH_TEST_TOKEN" not in os.environ
+    result, output = run_module("image_build", {**args, "force": True})
+    assert result.get("failed") and "secret 'BERTH_TEST_TOKEN': environment variable BERTH_TEST_TOKEN is not set" \
+        in result["msg"], output
+
+    result, output = run_module("image_build", {**args, "builder": "docker", "force": True},
+                                env={"BERTH_TEST_TOKEN": token})
+    assert result.get("failed") and "werf.yaml 'secrets' need builder: buildkit" in result["msg"], output

@@ -2,6 +2,7 @@
 import base64
 import io
 import json
+import os
 import tarfile
 
 import pytest
@@ -95,3 +96,23 @@ def test_push_denied_is_not_retried_and_a_build_error_names_the_step(tmp_path):
     script, count = fake_buildctl(tmp_path, 9, "#5 [stage-0 2/3] RUN false\\nerror: failed to solve: exit code: 1")
     with pytest.raises(ConvergeError, match=r"build failed at \[stage-0 2/3\] RUN false"):
         builder(script).build(IMAGE, context_tar(), {}, sleep=lambda _s: None)
+
+
+def test_secret_values_reach_buildctl_as_files_never_as_arguments(tmp_path):
+    from ansible_collections.berth.converge.plugins.module_utils.config import BuildSecret
+
+    (tmp_path / "npmrc").write_text("from-file")
+    secrets = (BuildSecret(id="plain", value="s3cr3t"), BuildSecret(id="npmrc", src="npmrc"),
+               BuildSecret(id="HOME", env="HOME"))
+    b = buildkit.BuildKitBuilder(buildkit.BuildKitConnection("buildctl", "unix:///x"), "p", "c", {},
+                                 secrets_for=lambda name: secrets, project_dir=str(tmp_path))
+    options = b._secret_options(IMAGE, str(tmp_path))
+    assert "s3cr3t" not in " ".join(options)
+    plain_file = options[1].split("src=", 1)[1]
+    assert open(plain_file).read() == "s3cr3t" and (os.stat(plain_file).st_mode & 0o777) == 0o600
+    assert options[3] == f"id=npmrc,src={tmp_path / 'npmrc'}" and options[5] == "id=HOME,env=HOME"
+    missing = buildkit.BuildKitBuilder(buildkit.BuildKitConnection("buildctl", "unix:///x"), "p", "c", {},
+                                       secrets_for=lambda name: (BuildSecret(id="x", src="nope"),),
+                                       project_dir=str(tmp_path))
+    with pytest.raises(ConvergeError, match="image 'app': secret 'x': no such file nope"):
+        missing._secret_options(IMAGE, str(tmp_path))

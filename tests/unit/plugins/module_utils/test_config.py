@@ -87,6 +87,11 @@ def test_defaults():
      "'type' must be one of ImageName, ImageTag, ImageRepo, ImageDigest, ImageID"),
     (META + "---\nimage: a\ndockerfile: D\ncontext: ../outside\n", "leaves the project directory"),
     (META + "---\nimage: a\ndockerfile: D\nargs: [X]\n", "'args' must be a mapping"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A, src: b}]\n",
+     "image 'a': secrets[0] must have exactly one of env, src, value"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{value: x}]\n", "secrets[0]: a 'value' secret needs an 'id'"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A}, {id: A, src: f}]\n", "secrets[1]: id 'A' is given twice"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A, mode: x}]\n", "secrets[0]: unknown key 'mode'"),
 ])
 def test_bad_input_names_file_line_and_field(text, expected):
     assert expected in error(text)
@@ -131,3 +136,11 @@ def test_documents_of_blanks_and_comments_are_skipped_as_werf_skips_them(text):
 @pytest.mark.parametrize("empty_value", ["~", "null", "''", "[]"])
 def test_a_document_with_a_non_mapping_value_is_still_an_error(empty_value):
     assert "werf.yaml:4: a werf.yaml document must be a mapping" in error(META + "---\n" + empty_value + "\n")
+
+
+def test_build_secrets_take_werf_default_ids():
+    config = load_config(META + "---\nimage: a\ndockerfile: D\nsecrets:\n- env: TOKEN\n- src: ~/.aws/credentials\n"
+                         "- {id: plain, value: s3cr3t}\n", "werf.yaml")
+    assert [(s.id, s.env, s.src, s.value) for s in config.image("a").secrets] == [
+        ("TOKEN", "TOKEN", None, None), ("credentials", None, "~/.aws/credentials", None), ("plain", None, None, "s3cr3t")]
+    assert "s3cr3t" not in repr(config.image("a").secrets[2])
