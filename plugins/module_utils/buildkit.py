@@ -129,7 +129,7 @@ class BuildKitBuilder:
     """Builds and pushes images through a BuildKit daemon; the same interface as build.Builder."""
 
     def __init__(self, connection, project_name, commit, docker_config, insecure_registries=(),
-                 config_digest_for=None, secrets_for=None, project_dir="."):
+                 config_digest_for=None, secrets_for=None, project_dir=".", cache_from=(), cache_to=None):
         self.connection = connection
         self.project_name = project_name
         self.commit = commit
@@ -138,6 +138,8 @@ class BuildKitBuilder:
         self._config_digest_for = config_digest_for  # (ref) -> image config digest from the registry
         self._secrets_for = secrets_for or (lambda name: ())  # (image name) -> config.BuildSecret tuple
         self._project_dir = project_dir                        # where werf.yaml `src` paths start
+        self._cache_from = tuple(cache_from)  # registry cache references; "{repo}" is the image's repository
+        self._cache_to = cache_to
         self._config_digests = {}
         self._manifest_digests = {}
 
@@ -242,6 +244,11 @@ class BuildKitBuilder:
             argv += ["--opt", f"target={image['target']}"]
         if image.get("platform"):
             argv += ["--opt", f"platform={','.join(image['platform'])}"]
+        repo = image["ref"].rsplit(":", 1)[0]
+        for ref in self._cache_from:
+            argv += ["--import-cache", f"type=registry,ref={ref.replace('{repo}', repo)}"]
+        if self._cache_to:
+            argv += ["--export-cache", f"type=registry,ref={self._cache_to.replace('{repo}', repo)},mode=max"]
         for key, value in sorted(build_args.items()):
             argv += ["--opt", f"build-arg:{key}={value}"]
         for key, value in sorted(labels.items()):
@@ -275,4 +282,3 @@ def _failed_step(log):
             if text.startswith("["):
                 return text
     return None
-

@@ -118,6 +118,18 @@ options:
     description:
       - Key of O(buildkit_client_cert).
     type: path
+  cache_from:
+    description:
+      - With O(builder=buildkit), BuildKit registry caches to reuse layers from, e.g. V({repo}:cache);
+        C({repo}) stands for each image's repository. A cache that does not exist yet is skipped.
+    type: list
+    elements: str
+    default: []
+  cache_to:
+    description:
+      - With O(builder=buildkit), the registry cache to write every layer of each build to (C(mode=max)),
+        e.g. V({repo}:cache), so a fresh builder (a new CI runner) reuses the unchanged layers.
+    type: str
   buildctl_binary:
     description:
       - BuildKit's C(buildctl), a name looked up on E(PATH) or a path.
@@ -241,7 +253,8 @@ def _buildkit_builder(params, project, images):
     secrets = {image.name: image.secrets for image in project.config.images}
     return BuildKitBuilder(connection, project.config.project, project.git.commit.hash, config,
                            params["insecure_registries"], config_digest_for, secrets_for=lambda name: secrets[name],
-                           project_dir=params["project_dir"])
+                           project_dir=params["project_dir"], cache_from=params["cache_from"],
+                           cache_to=params["cache_to"])
 
 
 def plan(project, images):
@@ -280,6 +293,8 @@ def main():
             buildkit_client_cert=dict(type="path"),
             buildkit_client_key=dict(type="path", no_log=False),
             buildctl_binary=dict(type="str", default="buildctl"),
+            cache_from=dict(type="list", elements="str", default=[]),
+            cache_to=dict(type="str"),
             **with_env_fallbacks(REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS),
             **with_env_fallbacks(DOCKER_ARGS, DOCKER_ENV_FALLBACKS),
         ),
@@ -319,6 +334,8 @@ def main():
             return creds.docker_auth_config() if creds else None
 
         with_secrets = [name for name in to_build if config_by_name[name].secrets]
+        if (p["cache_from"] or p["cache_to"]) and p["builder"] != "buildkit":
+            raise ConvergeError("cache_from and cache_to need builder: buildkit")
         if with_secrets and p["builder"] != "buildkit":
             raise ConvergeError(f"image '{with_secrets[0]}': werf.yaml 'secrets' need builder: buildkit "
                                 "(the Docker Engine's classic builder has no build secrets)")

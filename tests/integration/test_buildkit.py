@@ -249,3 +249,29 @@ def test_werf_build_secrets_are_usable_in_run_and_absent_from_image_history_and_
     result, output = run_module("image_build", {**args, "builder": "docker", "force": True},
                                 env={"BERTH_TEST_TOKEN": token})
     assert result.get("failed") and "werf.yaml 'secrets' need builder: buildkit" in result["msg"], output
+
+
+def test_registry_cache_lets_a_fresh_builder_reuse_unchanged_layers(tmp_path, buildkit, registry):
+    nonce = uuid.uuid4().hex  # no builder has this step cached yet
+    project = new_repo(tmp_path / "bk", {
+        "werf.yaml": WERF, "app/app.txt": "v1\n",
+        "app/Dockerfile": f"FROM {buildkit['base']}\nRUN echo slow-step-{nonce} > /slow.txt\nCOPY app.txt /app.txt\n"})
+    repo = f"{registry}/bk-{uuid.uuid4().hex[:8]}"
+    args = {"project_dir": str(project), "builder": "buildkit"}
+    first, output = run_module("image_build", {**args, "images": digest(project, repo), "cache_to": "{repo}:cache",
+                                               "buildkit_address": buildkit["addr"]})
+    assert not first.get("failed"), output
+    assert not any("CACHED" in line for line in first["images"][0]["log"]), first["images"][0]["log"]
+
+    commit(project, {"app/app.txt": "v2\n"}, message="one file changed")
+    # the TLS daemon stands in for a fresh CI runner's builder: its own state, never built this Dockerfile
+    second, output = run_module("image_build", {
+        **args, "images": digest(project, repo), "cache_from": ["{repo}:cache"],
+        "buildkit_address": buildkit["tls_addr"], "buildkit_ca_cert": buildkit["ca"],
+        "buildkit_client_cert": buildkit["cert"], "buildkit_client_key": buildkit["key"]})
+    assert not second.get("failed"), output
+    log = second["images"][0]["log"]
+    step = next(line.split(" ", 1)[0] for line in log if f"RUN echo slow-step-{nonce}" in line)
+    # a step satisfied by the registry cache pulls its layer ("extracting sha256:...") instead of running
+    assert any(line.startswith(f"{step} extracting sha256:") for line in log), "\n".join(log)
+    assert not any(line.startswith(f"{step} extracting") for line in first["images"][0]["log"])
