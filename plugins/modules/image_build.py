@@ -333,6 +333,7 @@ def main():
             creds = credentials_from_params(p, parse_reference(ref).registry)
             return creds.docker_auth_config() if creds else None
 
+        config_by_name = {image.name: image for image in project.config.images}
         with_secrets = [name for name in to_build if config_by_name[name].secrets]
         if (p["cache_from"] or p["cache_to"]) and p["builder"] != "buildkit":
             raise ConvergeError("cache_from and cache_to need builder: buildkit")
