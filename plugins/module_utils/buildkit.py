@@ -25,6 +25,7 @@ import time
 from ansible_collections.berth.converge.plugins.module_utils.build import (
     LABEL_PREFIX, LOG_TAIL, PUSH_ATTEMPTS, PUSH_BACKOFF, _is_auth_error)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.reference import parse_reference, split_written
 
 BUILD_TIMEOUT = 3600  # seconds for one buildctl build
 PROBE_TIMEOUT = 30
@@ -231,7 +232,7 @@ class BuildKitBuilder:
             f"{LABEL_PREFIX}.digest": image["digest"],
             "org.opencontainers.image.revision": self.commit,
         }
-        host = image["ref"].split("/", 1)[0].lower()
+        host = parse_reference(image["ref"]).registry.lower()
         output = f"type=image,name={image['ref']},push=true"
         if host in self._insecure:
             output += ",registry.insecure=true"
@@ -244,7 +245,7 @@ class BuildKitBuilder:
             argv += ["--opt", f"target={image['target']}"]
         if image.get("platform"):
             argv += ["--opt", f"platform={','.join(image['platform'])}"]
-        repo = image["ref"].rsplit(":", 1)[0]
+        repo = split_written(image["ref"])[0]
         for ref in self._cache_from:
             argv += ["--import-cache", f"type=registry,ref={ref.replace('{repo}', repo)}"]
         if self._cache_to:

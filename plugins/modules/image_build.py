@@ -212,7 +212,8 @@ from ansible_collections.berth.converge.plugins.module_utils.errors import Conve
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
 from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
-    client_from_params, credentials_from_params, docker_config_path, parse_reference)
+    client_from_params, credentials_from_params, docker_config_path)
+from ansible_collections.berth.converge.plugins.module_utils.reference import parse_reference
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 

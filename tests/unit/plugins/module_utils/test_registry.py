@@ -86,7 +86,7 @@ def test_reference_target_prefers_digest_and_prints_canonically():
     ("reg_istry.example.com/shop", "registry host 'reg_istry.example.com'"),
     ("registry.example.com:port/shop", "registry host"),
     ("a:b:c", "bad tag 'b:c'"),
-    ("registry.example.com/" + "a" * 250, "longer than 255"),
+    ("registry.example.com/" + "a" * 256, "longer than 255"),
 ])
 def test_invalid_references_are_named_in_the_error(ref, reason):
     with pytest.raises(ConvergeError) as info:
