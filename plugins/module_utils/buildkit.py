@@ -74,11 +74,54 @@ class BuildKitConnection:
         return None
 
     def check(self):
-        """Fail early, with a clear message, when the daemon cannot be reached or refuses us."""
-        proc = _run(self.command("debug", "workers"), timeout=PROBE_TIMEOUT)
+        """Fail early, with a clear message, when the daemon cannot be reached or refuses us.
+
+        Returns the platforms its workers build (normalized, in the workers' order)."""
+        proc = _run(self.command("debug", "workers", "--format", "{{json .}}"), timeout=PROBE_TIMEOUT)
         if proc.returncode != 0:
             raise ConvergeError(self.explain(proc.stderr)
                                 or f"BuildKit at {self.address}: {_last_error(proc.stderr)}")
+        try:
+            workers = json.loads(proc.stdout or "[]")
+        except ValueError:
+            raise ConvergeError(f"BuildKit at {self.address}: cannot read its list of workers: {proc.stdout[:200]!r}")
+        platforms = []
+        for worker in workers or []:
+            for item in worker.get("platforms") or []:
+                text = normalize_platform("/".join(filter(None, (item.get("os"), item.get("architecture"),
+                                                                  item.get("variant")))))
+                if text not in platforms:
+                    platforms.append(text)
+        return platforms
+
+    def check_platforms(self, images, supported):
+        """Every platform of ``images`` (dicts from image_digest) is one ``supported`` lists, before any build."""
+        for image in images:
+            for platform in image.get("platform") or []:
+                if normalize_platform(platform) not in supported:
+                    raise ConvergeError(
+                        f"image '{image['name']}': platform {platform} (werf.yaml `platform`) cannot be built by "
+                        f"BuildKit at {self.address}, whose workers build {', '.join(supported) or 'nothing'}; "
+                        "other architectures need a builder of that architecture or QEMU binfmt handlers on the "
+                        "builder's host", image=image["name"], field="platform")
+
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "i386": "386", "aarch64": "arm64", "armhf": "arm",
+                 "armel": "arm"}
+
+
+def normalize_platform(text):
+    """``os/arch[/variant]`` as containerd's platforms.Normalize writes it (arch aliases, default variants)."""
+    os_name, arch, variant = (text.strip().lower().split("/") + ["", ""])[:3]
+    variant = variant or {"armhf": "v7", "armel": "v6"}.get(arch, "")
+    arch = _ARCH_ALIASES.get(arch, arch)
+    if variant and variant[0].isdigit():
+        variant = "v" + variant
+    if (arch, variant) in (("arm64", "v8"), ("amd64", "v1")):
+        variant = ""
+    if arch == "arm" and not variant:
+        variant = "v7"
+    return "/".join(filter(None, (os_name, arch, variant)))
 
 
 def _run(argv, timeout, env=None):

@@ -501,6 +501,9 @@ def _secrets(doc, value, label):
     return tuple(result)
 
 
+_PLATFORM_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)?")
+
+
 def _platforms(doc, data, what):
     value = data.get("platform")
     if value is None:
@@ -508,6 +511,10 @@ def _platforms(doc, data, what):
     value = value if isinstance(value, list) else [value]
     if not all(isinstance(p, str) and p for p in value):
         doc.fail("platform", f"{what} must be a platform string like linux/amd64 or a list of them")
+    for platform in value:
+        if not _PLATFORM_RE.fullmatch(platform):
+            doc.fail("platform", f"{what}: {platform!r} is not os/architecture[/variant], e.g. linux/amd64 or "
+                                 "linux/arm64/v8")
     return tuple(value)
 
 

@@ -236,10 +236,10 @@ def _docker_factory(params):
     return factory
 
 
-def _buildkit_builder(params, project, images):
+def _buildkit_builder(params, project, images, to_build):
     connection = BuildKitConnection(params["buildctl_binary"], params["buildkit_address"], params["buildkit_ca_cert"],
                                     params["buildkit_client_cert"], params["buildkit_client_key"])
-    connection.check()
+    connection.check_platforms([image for image in images if image["name"] in to_build], connection.check())
     registries = {parse_reference(image["ref"]).registry for image in images}
     config = docker_config_for(registries, lambda host: credentials_from_params(params, host),
                                docker_config_path(params["docker_config"]))
@@ -342,7 +342,7 @@ def main():
             raise ConvergeError(f"image '{with_secrets[0]}': werf.yaml 'secrets' need builder: buildkit "
                                 "(the Docker Engine's classic builder has no build secrets)")
         if p["builder"] == "buildkit":
-            builder = _buildkit_builder(p, project, images)
+            builder = _buildkit_builder(p, project, images, to_build)
         else:
             builder = Builder(_docker_factory(p), project.config.project, project.git.commit.hash, auth_config_for)
         results = build_missing(images, to_build, make_context, builder, concurrency=p["concurrency"])

@@ -275,3 +275,78 @@ def test_registry_cache_lets_a_fresh_builder_reuse_unchanged_layers(tmp_path, bu
     # a step satisfied by the registry cache pulls its layer ("extracting sha256:...") instead of running
     assert any(line.startswith(f"{step} extracting sha256:") for line in log), "\n".join(log)
     assert not any(line.startswith(f"{step} extracting") for line in first["images"][0]["log"])
+
+
+PLATFORM_WERF = "project: bk\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\ncontext: app\nplatform: {platforms}\n"
+PLATFORM_DOCKERFILE = """FROM --platform=$BUILDPLATFORM {base} AS probe
+ARG TARGETPLATFORM
+RUN echo "$TARGETPLATFORM" > /built-for
+FROM scratch
+COPY --from=probe /built-for /built-for
+COPY a.txt /a.txt
+"""
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+MANIFEST_ACCEPT = ", ".join(INDEX_TYPES + ("application/vnd.oci.image.manifest.v1+json",
+                                           "application/vnd.docker.distribution.manifest.v2+json"))
+
+
+def registry_get(registry, repository, kind, reference):
+    import requests
+    return requests.get(f"http://{registry}/v2/{repository}/{kind}/{reference}", headers={"Accept": MANIFEST_ACCEPT},
+                        timeout=30)
+
+
+def files_of_manifest(registry, repository, manifest):
+    """{path: content} of the regular files in the layers of an image manifest."""
+    files = {}
+    for layer in manifest["layers"]:
+        blob = registry_get(registry, repository, "blobs", layer["digest"])
+        blob.raise_for_status()
+        with tarfile.open(fileobj=io.BytesIO(blob.content), mode="r:*") as tar:
+            for member in tar.getmembers():
+                if member.isfile():
+                    files[member.name] = tar.extractfile(member).read()
+    return files
+
+
+def test_platforms_build_push_an_index_and_a_platform_the_builder_lacks_fails_before_any_push(
+        tmp_path, buildkit, registry):
+    project = new_repo(tmp_path / "bk", {
+        "werf.yaml": PLATFORM_WERF.format(platforms="[linux/amd64, linux/386]"), "app/a.txt": "a\n",
+        "app/Dockerfile": PLATFORM_DOCKERFILE.format(base=buildkit["base"])})
+    repo = f"{registry}/bk-{uuid.uuid4().hex[:8]}"
+    images = digest(project, repo)
+    repository = images[0]["ref"].split("/", 1)[1].rsplit(":", 1)[0]
+    assert "platform linux/amd64,linux/386" in images[0]["inputs"]
+    args = {"project_dir": str(project), "builder": "buildkit", "buildkit_address": buildkit["addr"]}
+    result, output = run_module("image_build", {**args, "images": images})
+    assert not result.get("failed"), output
+    tag = images[0]["ref"].rsplit(":", 1)[1]
+    index = registry_get(registry, repository, "manifests", tag)
+    assert index.status_code == 200 and index.headers["Content-Type"] in INDEX_TYPES, index.text
+    assert result["images"][0]["manifest_digest"] == index.headers["Docker-Content-Digest"]
+    built_for = {}
+    for entry in index.json()["manifests"]:
+        platform = entry.get("platform") or {}
+        if platform.get("architecture") == "unknown":   # BuildKit's attestation manifests
+            continue
+        manifest = registry_get(registry, repository, "manifests", entry["digest"]).json()
+        files = files_of_manifest(registry, repository, manifest)
+        assert files.get("a.txt") == b"a\n"
+        built_for[f"{platform['os']}/{platform['architecture']}"] = files["built-for"].decode().strip()
+    assert built_for == {"linux/amd64": "linux/amd64", "linux/386": "linux/386"}
+
+    # the same Dockerfile for amd64 only: another digest (the platform is in it), a single-platform image
+    commit(project, {"werf.yaml": PLATFORM_WERF.format(platforms="linux/amd64")}, message="amd64 only")
+    single = digest(project, repo)
+    assert single[0]["digest"] != images[0]["digest"]
+
+    commit(project, {"werf.yaml": PLATFORM_WERF.format(platforms="[linux/amd64, linux/arm64, linux/s390x]")},
+           message="a platform the builder lacks")
+    wanted = digest(project, repo)
+    result, output = run_module("image_build", {**args, "images": wanted})
+    assert result.get("failed"), output
+    assert (f"image 'app': platform linux/arm64 (werf.yaml `platform`) cannot be built by BuildKit at "
+            f"{buildkit['addr']}, whose workers build linux/amd64") in result["msg"]
+    wanted_tag = wanted[0]["ref"].rsplit(":", 1)[1]
+    assert registry_get(registry, repository, "manifests", wanted_tag).status_code == 404

@@ -116,3 +116,25 @@ def test_secret_values_reach_buildctl_as_files_never_as_arguments(tmp_path):
                                        project_dir=str(tmp_path))
     with pytest.raises(ConvergeError, match="image 'app': secret 'x': no such file nope"):
         missing._secret_options(IMAGE, str(tmp_path))
+
+
+@pytest.mark.parametrize("text, normalized", [
+    ("linux/amd64", "linux/amd64"), ("Linux/x86_64", "linux/amd64"), ("linux/amd64/v1", "linux/amd64"),
+    ("linux/amd64/v3", "linux/amd64/v3"), ("linux/aarch64", "linux/arm64"), ("linux/arm64/v8", "linux/arm64"),
+    ("linux/arm", "linux/arm/v7"), ("linux/armhf", "linux/arm/v7"), ("linux/arm/6", "linux/arm/v6"),
+    ("linux/i386", "linux/386"), ("windows/amd64", "windows/amd64"),
+])
+def test_platforms_are_compared_as_containerd_normalizes_them(text, normalized):
+    assert buildkit.normalize_platform(text) == normalized
+
+
+def test_a_platform_the_workers_cannot_build_is_an_error_naming_image_platform_and_workers():
+    connection = buildkit.BuildKitConnection("buildctl", "tcp://builder:1234")
+    supported = ["linux/amd64", "linux/amd64/v2", "linux/386"]
+    connection.check_platforms([{"name": "api", "platform": ["linux/x86_64", "linux/386"]}, {"name": "web"}], supported)
+    with pytest.raises(ConvergeError) as info:
+        connection.check_platforms([{"name": "api", "platform": ["linux/amd64"]},
+                                    {"name": "web", "platform": ["linux/amd64", "linux/arm64"]}], supported)
+    message = str(info.value)
+    assert "image 'web': platform linux/arm64" in message and "tcp://builder:1234" in message
+    assert "linux/amd64, linux/amd64/v2, linux/386" in message

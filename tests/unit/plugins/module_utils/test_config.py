@@ -92,6 +92,9 @@ def test_defaults():
     (META + "---\nimage: a\ndockerfile: D\nsecrets: [{value: x}]\n", "secrets[0]: a 'value' secret needs an 'id'"),
     (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A}, {id: A, src: f}]\n", "secrets[1]: id 'A' is given twice"),
     (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A, mode: x}]\n", "secrets[0]: unknown key 'mode'"),
+    (META + "---\nimage: a\ndockerfile: D\nplatform: [linux/amd64, amd64]\n",
+     "image 'a': platform: 'amd64' is not os/architecture[/variant]"),
+    (META + "---\nimage: a\ndockerfile: D\nplatform: linux/arm/v7/x\n", "'linux/arm/v7/x' is not os/architecture"),
 ])
 def test_bad_input_names_file_line_and_field(text, expected):
     assert expected in error(text)
