@@ -350,3 +350,57 @@ def test_platforms_build_push_an_index_and_a_platform_the_builder_lacks_fails_be
             f"{buildkit['addr']}, whose workers build linux/amd64") in result["msg"]
     wanted_tag = wanted[0]["ref"].rsplit(":", 1)[1]
     assert registry_get(registry, repository, "manifests", wanted_tag).status_code == 404
+
+
+HEREDOC_DOCKERFILE = """FROM {base}
+ARG GREETING=hello
+RUN <<EOF
+set -e
+mkdir -p /gen
+echo "from a RUN heredoc" > /gen/run.txt
+EOF
+COPY <<EOF /gen/copied.txt
+$GREETING from a COPY heredoc
+EOF
+COPY <<'EOF' /gen/literal.txt
+$GREETING stays
+EOF
+COPY --parents src/*/keep.txt /par/
+COPY --link --chmod=0700 lib/ /linked/
+"""
+
+
+def test_heredocs_parents_link_chmod_build_and_the_image_holds_exactly_the_digested_files(
+        tmp_path, buildkit, registry, docker_client):
+    project = new_repo(tmp_path / "bk", {
+        "werf.yaml": WERF, "app/Dockerfile": HEREDOC_DOCKERFILE.format(base=buildkit["base"]),
+        "app/src/a/keep.txt": "a\n", "app/src/a/other.txt": "not copied\n", "app/src/b/keep.txt": "b\n",
+        "app/src/c/nothing.txt": "not copied\n", "app/lib/x.txt": "x\n", "app/lib/deep/y.txt": "y\n",
+        "app/unused.txt": "unused\n"})
+    repo = f"{registry}/bk-{uuid.uuid4().hex[:8]}"
+    images = digest(project, repo)
+    result, output = run_module("image_build", {"project_dir": str(project), "images": images,
+                                                "builder": "buildkit", "buildkit_address": buildkit["addr"]})
+    assert not result.get("failed"), output
+    ref = result["images"][0]["ref"]
+
+    from_context = {**image_files(docker_client, ref, "/par"), **image_files(docker_client, ref, "/linked")}
+    assert set(from_context) == {"par/src/a/keep.txt", "par/src/b/keep.txt", "linked/x.txt", "linked/deep/y.txt"}
+    assert {blob for _mode, blob in from_context.values()} == digested_blobs(project, images[0]["inputs"])
+    assert {mode for name, (mode, _blob) in from_context.items() if name.startswith("linked/")} == {0o700}
+
+    generated = image_files(docker_client, ref, "/gen")
+    assert generated["gen/run.txt"][1] == git_blob(b"from a RUN heredoc\n")
+    assert generated["gen/copied.txt"][1] == git_blob(b"hello from a COPY heredoc\n")
+    assert generated["gen/literal.txt"][1] == git_blob(b"$GREETING stays\n")
+
+    # an unselected file leaves the digest alone; a heredoc's content is part of it
+    commit(project, {"app/src/a/other.txt": "changed\n", "app/unused.txt": "changed\n"}, message="unselected")
+    assert digest(project, repo)[0]["digest"] == images[0]["digest"]
+    commit(project, {"app/Dockerfile": HEREDOC_DOCKERFILE.format(base=buildkit["base"]).replace(
+        "from a RUN heredoc", "from a changed RUN heredoc")}, message="heredoc changed")
+    assert digest(project, repo)[0]["digest"] != images[0]["digest"]
+
+
+def git_blob(content):
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
