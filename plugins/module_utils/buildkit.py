@@ -106,6 +106,7 @@ class BuildKitConnection:
                         "builder's host", image=image["name"], field="platform")
 
 
+_NO_IMAGE_CONFIG = type("NoImageConfig", (), {"secrets": (), "network": None, "ssh": None})()
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "i386": "386", "aarch64": "arm64", "armhf": "arm",
                  "armel": "arm"}
 
@@ -173,14 +174,14 @@ class BuildKitBuilder:
     """Builds and pushes images through a BuildKit daemon; the same interface as build.Builder."""
 
     def __init__(self, connection, project_name, commit, docker_config, insecure_registries=(),
-                 config_digest_for=None, secrets_for=None, project_dir=".", cache_from=(), cache_to=None):
+                 config_digest_for=None, image_config_for=None, project_dir=".", cache_from=(), cache_to=None):
         self.connection = connection
         self.project_name = project_name
         self.commit = commit
         self._docker_config = docker_config          # dict written to a temporary DOCKER_CONFIG per build
         self._insecure = frozenset(host.lower() for host in insecure_registries)
         self._config_digest_for = config_digest_for  # (ref) -> image config digest from the registry
-        self._secrets_for = secrets_for or (lambda name: ())  # (image name) -> config.BuildSecret tuple
+        self._image_config_for = image_config_for  # (image name) -> config.ImageConfig (secrets, network, ssh)
         self._project_dir = project_dir                        # where werf.yaml `src` paths start
         self._cache_from = tuple(cache_from)  # registry cache references; "{repo}" is the image's repository
         self._cache_to = cache_to
@@ -247,7 +248,7 @@ class BuildKitBuilder:
     def _secret_options(self, image, tmp):
         """``--secret`` options for the image's werf.yaml secrets; values go through 0600 files, never argv."""
         options = []
-        for secret in self._secrets_for(image["name"]):
+        for secret in self._image_config(image).secrets:
             where = f"image '{image['name']}': secret '{secret.id}'"
             if secret.env is not None:
                 if secret.env not in os.environ:
@@ -264,6 +265,21 @@ class BuildKitBuilder:
                                encoding="utf-8") as handle:
                     handle.write(secret.value)
             options += ["--secret", f"id={secret.id},src={path}"]
+        return options
+
+    def _image_config(self, image):
+        return self._image_config_for(image["name"]) if self._image_config_for else _NO_IMAGE_CONFIG
+
+    def _run_options(self, image):
+        """werf.yaml ``network`` and ``ssh`` as buildctl options (the agent socket or keys stay on this host)."""
+        config = self._image_config(image)
+        options = []
+        if config.network and config.network != "default":
+            options += ["--opt", f"force-network-mode={config.network}"]
+            if config.network == "host":
+                options += ["--allow", "network.host"]
+        if config.ssh:
+            options += ["--ssh", config.ssh]
         return options
 
     def _build_command(self, image, context_dir, build_args, metadata_file):
@@ -293,6 +309,7 @@ class BuildKitBuilder:
             argv += ["--import-cache", f"type=registry,ref={ref.replace('{repo}', repo)}"]
         if self._cache_to:
             argv += ["--export-cache", f"type=registry,ref={self._cache_to.replace('{repo}', repo)},mode=max"]
+        argv += self._run_options(image)
         for key, value in sorted(build_args.items()):
             argv += ["--opt", f"build-arg:{key}={value}"]
         for key, value in sorted(labels.items()):

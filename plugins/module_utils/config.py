@@ -29,9 +29,11 @@ META_KEYS = {"project", "configVersion", "build", "deploy", "cleanup", "gitWorkt
 BUILD_KEYS = {"cacheVersion", "platform"}
 DEPLOY_KEYS = {"helmChartDir", "helmRelease", "helmReleaseSlug", "namespace", "namespaceSlug"}
 IMAGE_KEYS = {"image", "dockerfile", "context", "contextAddFiles", "target", "args", "dependencies", "final",
-              "cacheVersion", "platform", "secrets"}
+              "cacheVersion", "platform", "secrets", "network", "ssh"}
 # werf keys we know but do not support yet: refused by name, never silently ignored.
-IMAGE_KEYS_NOT_YET = {"addHost", "network", "ssh", "staged", "imageSpec", "labels"}
+IMAGE_KEYS_NOT_YET = {"addHost", "staged", "imageSpec", "labels"}
+# RUN networking modes BuildKit offers (werf's `network`, docker build --network)
+NETWORK_MODES = ("default", "host", "none")
 SECRET_KEYS = {"id", "env", "src", "value"}
 SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 STAPEL_KEYS = {"from", "fromImage", "fromArtifact", "fromLatest", "fromCacheVersion", "git", "shell", "ansible",
@@ -83,6 +85,8 @@ class ImageConfig:
     platform: tuple[str, ...]
     line: int
     secrets: tuple[BuildSecret, ...] = ()
+    network: str | None = None     # RUN networking: default, host or none
+    ssh: str | None = None         # docker build --ssh value: "default", "default=/path/to/agent.sock", keys
 
     @property
     def dockerfile_path(self):
@@ -407,7 +411,12 @@ def _images(doc):
         cache_version=_scalar_string(doc, data, "cacheVersion", f"{label}: cacheVersion"),
         platform=_platforms(doc, data, f"{label}: platform"), line=doc.lines.get("image", doc.line),
         secrets=_secrets(doc, data.get("secrets"), label),
+        network=_string(doc, data, "network", f"{label}: network"), ssh=_string(doc, data, "ssh", f"{label}: ssh"),
     )
+    if common["network"] is not None and common["network"] not in NETWORK_MODES:
+        doc.fail("network", f"{label}: network must be one of {', '.join(NETWORK_MODES)}, got {common['network']!r}")
+    if common["ssh"] is not None and not common["ssh"].strip():
+        doc.fail("ssh", f"{label}: ssh must be an SSH agent socket or keys, e.g. 'default'")
     return [ImageConfig(name=name, **common) for name in names]
 
 

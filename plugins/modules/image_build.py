@@ -251,9 +251,8 @@ def _buildkit_builder(params, project, images, to_build):
             raise ConvergeError(f"cannot find the image id of {ref} in the registry")
         return manifest.config_digest
 
-    secrets = {image.name: image.secrets for image in project.config.images}
     return BuildKitBuilder(connection, project.config.project, project.git.commit.hash, config,
-                           params["insecure_registries"], config_digest_for, secrets_for=lambda name: secrets[name],
+                           params["insecure_registries"], config_digest_for, image_config_for=project.config.image,
                            project_dir=params["project_dir"], cache_from=params["cache_from"],
                            cache_to=params["cache_to"])
 
@@ -341,6 +340,11 @@ def main():
         if with_secrets and p["builder"] != "buildkit":
             raise ConvergeError(f"image '{with_secrets[0]}': werf.yaml 'secrets' need builder: buildkit "
                                 "(the Docker Engine's classic builder has no build secrets)")
+        with_ssh_or_network = [name for name in to_build
+                               if config_by_name[name].ssh or config_by_name[name].network not in (None, "default")]
+        if with_ssh_or_network and p["builder"] != "buildkit":
+            raise ConvergeError(f"image '{with_ssh_or_network[0]}': werf.yaml 'ssh' and 'network' need builder: "
+                                "buildkit")
         if p["builder"] == "buildkit":
             builder = _buildkit_builder(p, project, images, to_build)
         else:

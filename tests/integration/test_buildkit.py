@@ -404,3 +404,59 @@ def test_heredocs_parents_link_chmod_build_and_the_image_holds_exactly_the_diges
 
 def git_blob(content):
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+NETWORK_WERF = """project: bk
+configVersion: 1
+---
+image: offline
+dockerfile: Dockerfile
+context: app
+network: none
+ssh: default={agent}
+---
+image: online
+dockerfile: Dockerfile
+context: app
+"""
+NETWORK_DOCKERFILE = """FROM {base}
+RUN if wget -q -O /dev/null http://{registry}/v2/; then echo reachable; else echo unreachable; fi > /net.txt
+RUN --mount=type=ssh,required=false if [ -S "$SSH_AUTH_SOCK" ]; then echo agent; else echo no-agent; fi > /ssh.txt
+"""
+
+
+def test_werf_network_and_ssh_reach_the_run_steps(tmp_path, buildkit, registry, docker_client):
+    import shutil
+    import tempfile
+    agent_dir = tempfile.mkdtemp(prefix="bk-ssh-")   # a unix socket path must stay short
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", f"{agent_dir}/agent.sock"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            if os.path.exists(f"{agent_dir}/agent.sock"):
+                break
+            __import__("time").sleep(0.1)
+        project = new_repo(tmp_path / "bk", {
+            "werf.yaml": NETWORK_WERF.format(agent=f"{agent_dir}/agent.sock"),
+            "app/Dockerfile": NETWORK_DOCKERFILE.format(base=buildkit["base"], registry=registry)})
+        images = digest(project, f"{registry}/bk-{uuid.uuid4().hex[:8]}")
+        by_name = {image["name"]: image for image in images}
+        assert "network none" in by_name["offline"]["inputs"]
+        assert not any(line.startswith("network") for line in by_name["online"]["inputs"])
+        result, output = run_module("image_build", {"project_dir": str(project), "images": images,
+                                                    "builder": "buildkit", "buildkit_address": buildkit["addr"]})
+        assert not result.get("failed"), output
+        seen = {}
+        for image in result["images"]:
+            files = {**image_files(docker_client, image["ref"], "/net.txt"),
+                     **image_files(docker_client, image["ref"], "/ssh.txt")}
+            seen[image["name"]] = (files["net.txt"][1], files["ssh.txt"][1])
+        assert seen == {"offline": (git_blob(b"unreachable\n"), git_blob(b"agent\n")),
+                        "online": (git_blob(b"reachable\n"), git_blob(b"no-agent\n"))}
+
+        result, output = run_module("image_build", {"project_dir": str(project), "images": images,
+                                                    "builder": "docker", "force": True})
+        assert result.get("failed") and "werf.yaml 'ssh' and 'network' need builder: buildkit" in result["msg"], output
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+        shutil.rmtree(agent_dir, ignore_errors=True)

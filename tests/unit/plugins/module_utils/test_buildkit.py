@@ -4,6 +4,7 @@ import io
 import json
 import os
 import tarfile
+from types import SimpleNamespace
 
 import pytest
 
@@ -105,14 +106,14 @@ def test_secret_values_reach_buildctl_as_files_never_as_arguments(tmp_path):
     secrets = (BuildSecret(id="plain", value="s3cr3t"), BuildSecret(id="npmrc", src="npmrc"),
                BuildSecret(id="HOME", env="HOME"))
     b = buildkit.BuildKitBuilder(buildkit.BuildKitConnection("buildctl", "unix:///x"), "p", "c", {},
-                                 secrets_for=lambda name: secrets, project_dir=str(tmp_path))
+                                 image_config_for=lambda name: SimpleNamespace(secrets=secrets), project_dir=str(tmp_path))
     options = b._secret_options(IMAGE, str(tmp_path))
     assert "s3cr3t" not in " ".join(options)
     plain_file = options[1].split("src=", 1)[1]
     assert open(plain_file).read() == "s3cr3t" and (os.stat(plain_file).st_mode & 0o777) == 0o600
     assert options[3] == f"id=npmrc,src={tmp_path / 'npmrc'}" and options[5] == "id=HOME,env=HOME"
     missing = buildkit.BuildKitBuilder(buildkit.BuildKitConnection("buildctl", "unix:///x"), "p", "c", {},
-                                       secrets_for=lambda name: (BuildSecret(id="x", src="nope"),),
+                                       image_config_for=lambda name: SimpleNamespace(secrets=(BuildSecret(id="x", src="nope"),)),
                                        project_dir=str(tmp_path))
     with pytest.raises(ConvergeError, match="image 'app': secret 'x': no such file nope"):
         missing._secret_options(IMAGE, str(tmp_path))
@@ -138,3 +139,15 @@ def test_a_platform_the_workers_cannot_build_is_an_error_naming_image_platform_a
     message = str(info.value)
     assert "image 'web': platform linux/arm64" in message and "tcp://builder:1234" in message
     assert "linux/amd64, linux/amd64/v2, linux/386" in message
+
+
+def test_werf_network_and_ssh_become_buildctl_options():
+    configs = {"none": SimpleNamespace(secrets=(), network="none", ssh=None),
+               "host": SimpleNamespace(secrets=(), network="host", ssh="default=/tmp/agent.sock"),
+               "plain": SimpleNamespace(secrets=(), network="default", ssh=None)}
+    b = buildkit.BuildKitBuilder(buildkit.BuildKitConnection("buildctl", "unix:///x"), "p", "c", {},
+                                 image_config_for=configs.__getitem__)
+    assert b._run_options({"name": "none"}) == ["--opt", "force-network-mode=none"]
+    assert b._run_options({"name": "host"}) == ["--opt", "force-network-mode=host", "--allow", "network.host",
+                                                "--ssh", "default=/tmp/agent.sock"]
+    assert b._run_options({"name": "plain"}) == []

@@ -68,7 +68,7 @@ def test_defaults():
     (META + "deploy: {chartDir: x}\n", "deploy: unknown key 'chartDir'"),
     (META + "---\nimage: app\nfrom: alpine\n", "werf.yaml:5: image 'app' is a Stapel image (from)"),
     (META + "---\nartifact: app\nfrom: alpine\n", "Stapel image"),
-    (META + "---\nimage: app\ndockerfile: D\nssh: default\n", "werf key 'ssh' is not supported yet"),
+    (META + "---\nimage: app\ndockerfile: D\naddHost: [a:1.2.3.4]\n", "werf key 'addHost' is not supported yet"),
     ("project: Shop_1\nconfigVersion: 1\n", "werf.yaml:1: 'project: Shop_1' is not a valid slug"),
     ("project: shop\nconfigVersion: 2\n", "werf.yaml:2: 'configVersion' must be 1"),
     ("configVersion: 1\n", "'project' is required"),
@@ -95,6 +95,9 @@ def test_defaults():
     (META + "---\nimage: a\ndockerfile: D\nplatform: [linux/amd64, amd64]\n",
      "image 'a': platform: 'amd64' is not os/architecture[/variant]"),
     (META + "---\nimage: a\ndockerfile: D\nplatform: linux/arm/v7/x\n", "'linux/arm/v7/x' is not os/architecture"),
+    (META + "---\nimage: a\ndockerfile: D\nnetwork: bridge\n",
+     "image 'a': network must be one of default, host, none, got 'bridge'"),
+    (META + "---\nimage: a\ndockerfile: D\nssh: ''\n", "image 'a': ssh must be an SSH agent socket or keys"),
 ])
 def test_bad_input_names_file_line_and_field(text, expected):
     assert expected in error(text)
