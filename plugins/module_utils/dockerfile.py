@@ -963,6 +963,11 @@ def _reject_mount_from_variable(mounts: tuple[str, ...], where: str) -> None:
             raise ConvergeError(f"{where}: 'from' doesn't support variable expansion, define alias stage instead")
 
 
+def uses_heredocs(dockerfile: Dockerfile) -> bool:
+    """Whether an instruction has a here-document (the classic builder cannot build those)."""
+    return any(i.heredocs for stage in dockerfile.stages for i in stage.instructions)
+
+
 def parse_dockerfile(text: str, path: str) -> Dockerfile:
     """Parse Dockerfile ``text``; ``path`` names the file in error messages (``path:line: ...``)."""
     global_args: list[Instruction] = []

@@ -208,6 +208,7 @@ from ansible_collections.berth.converge.plugins.module_utils.buildkit import (
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     DOCKER_ARGS, DOCKER_ENV_FALLBACKS, REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests
+from ansible_collections.berth.converge.plugins.module_utils.dockerfile import parse_dockerfile, uses_heredocs
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
 from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
@@ -342,6 +343,11 @@ def main():
                                 "(the Docker Engine's classic builder has no build secrets)")
         with_ssh_or_network = [name for name in to_build
                                if config_by_name[name].ssh or config_by_name[name].network not in (None, "default")]
+        with_heredocs = [name for name in to_build if uses_heredocs(parse_dockerfile(
+            digests[name].dockerfile_data.decode("utf-8", errors="replace"), digests[name].dockerfile))]
+        if with_heredocs and p["builder"] != "buildkit":
+            raise ConvergeError(f"image '{with_heredocs[0]}': {digests[with_heredocs[0]].dockerfile} uses heredocs "
+                                "(<<EOF), which need builder: buildkit")
         if with_ssh_or_network and p["builder"] != "buildkit":
             raise ConvergeError(f"image '{with_ssh_or_network[0]}': werf.yaml 'ssh' and 'network' need builder: "
                                 "buildkit")

@@ -399,7 +399,11 @@ def test_heredocs_parents_link_chmod_build_and_the_image_holds_exactly_the_diges
     assert digest(project, repo)[0]["digest"] == images[0]["digest"]
     commit(project, {"app/Dockerfile": HEREDOC_DOCKERFILE.format(base=buildkit["base"]).replace(
         "from a RUN heredoc", "from a changed RUN heredoc")}, message="heredoc changed")
-    assert digest(project, repo)[0]["digest"] != images[0]["digest"]
+    changed = digest(project, repo)
+    assert changed[0]["digest"] != images[0]["digest"]
+    result, output = run_module("image_build", {"project_dir": str(project), "images": changed, "builder": "docker"})
+    assert result.get("failed") and "app/Dockerfile uses heredocs (<<EOF), which need builder: buildkit" \
+        in result["msg"], output
 
 
 def git_blob(content):
