@@ -88,8 +88,8 @@ class BuildKitConnection:
         platforms = []
         for worker in workers or []:
             for item in worker.get("platforms") or []:
-                text = normalize_platform("/".join(filter(None, (item.get("os"), item.get("architecture"),
-                                                                  item.get("variant")))))
+                parts = (item.get("os"), item.get("architecture"), item.get("variant"))
+                text = normalize_platform("/".join(filter(None, parts)))
                 if text not in platforms:
                     platforms.append(text)
         return platforms

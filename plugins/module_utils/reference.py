@@ -8,7 +8,8 @@ checks): a first component with ``.`` or ``:``, ``localhost`` or an upper-case l
 else the registry is ``docker.io``; ``index.docker.io`` becomes ``docker.io``; a one-component name on
 Docker Hub gets ``library/``; repository paths are lower case; a 64-hex-digit string is an image id, not a
 name. Where the Go library returns a name with no registry at all (a first component such as
-``ex_ample.com`` that is neither a host nor on Docker Hub), we reject it. hack/conformance/reference runs the Go library on the same inputs (test_reference_conformance.py).
+``ex_ample.com`` that is neither a host nor on Docker Hub), we reject it. hack/conformance/reference runs
+the Go library on the same inputs (test_reference_conformance.py).
 """
 
 from __future__ import annotations

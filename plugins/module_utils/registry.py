@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
-from ansible_collections.berth.converge.plugins.module_utils.reference import (  # noqa: F401 (re-exported)
-    DOCKER_HUB, DOCKER_HUB_API_HOST, DOCKER_HUB_LEGACY, Reference, parse_reference, parse_repository)
+from ansible_collections.berth.converge.plugins.module_utils.reference import (
+    DOCKER_HUB, DOCKER_HUB_API_HOST, DOCKER_HUB_LEGACY, parse_reference, parse_repository)
 
 try:
     import requests

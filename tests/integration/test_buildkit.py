@@ -435,7 +435,7 @@ def test_werf_network_and_ssh_reach_the_run_steps(tmp_path, buildkit, registry, 
     agent_dir = tempfile.mkdtemp(prefix="bk-ssh-")   # a unix socket path must stay short
     agent = subprocess.Popen(["ssh-agent", "-D", "-a", f"{agent_dir}/agent.sock"], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(50):
+        for _attempt in range(50):
             if os.path.exists(f"{agent_dir}/agent.sock"):
                 break
             __import__("time").sleep(0.1)

@@ -23,13 +23,12 @@ import requests
 
 from ansible_collections.berth.converge.plugins.module_utils import registry as registry_module
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.reference import Reference, parse_reference
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
     Credentials,
-    Reference,
     RegistryClient,
     client_from_params,
     is_loopback,
-    parse_reference,
     resolve_credentials,
 )
 
