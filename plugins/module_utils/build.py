@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.berth.converge.plugins.module_utils.context import context_tar
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.reference import split_written
 
 LOG_TAIL = 20
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -140,7 +141,7 @@ class Builder:
     def push(self, image, sleep=time.sleep):
         """Push the built tag; retried with backoff. Returns the manifest digest."""
         api = self._docker_factory()
-        repo, tag = image["ref"].rsplit(":", 1)
+        repo, tag = split_written(image["ref"])
         delay, last_error = PUSH_BACKOFF, None
         for attempt in range(1, PUSH_ATTEMPTS + 1):
             digest, last_error = None, None

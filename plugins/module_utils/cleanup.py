@@ -25,7 +25,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.apply import r
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import history
 from ansible_collections.berth.converge.plugins.module_utils.kube.resource import Kube, KubeApiError
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
-from ansible_collections.berth.converge.plugins.module_utils.registry import parse_reference
+from ansible_collections.berth.converge.plugins.module_utils.reference import parse_reference
 
 # The tags berth.converge pushes: a SHA-256 content digest. Any other tag is someone else's and is kept.
 CONTENT_TAG = re.compile(r"^[0-9a-f]{64}$")

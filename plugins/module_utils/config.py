@@ -29,9 +29,13 @@ META_KEYS = {"project", "configVersion", "build", "deploy", "cleanup", "gitWorkt
 BUILD_KEYS = {"cacheVersion", "platform"}
 DEPLOY_KEYS = {"helmChartDir", "helmRelease", "helmReleaseSlug", "namespace", "namespaceSlug"}
 IMAGE_KEYS = {"image", "dockerfile", "context", "contextAddFiles", "target", "args", "dependencies", "final",
-              "cacheVersion", "platform"}
+              "cacheVersion", "platform", "secrets", "network", "ssh"}
 # werf keys we know but do not support yet: refused by name, never silently ignored.
-IMAGE_KEYS_NOT_YET = {"addHost", "network", "ssh", "secrets", "staged", "imageSpec", "labels"}
+IMAGE_KEYS_NOT_YET = {"addHost", "staged", "imageSpec", "labels"}
+# RUN networking modes BuildKit offers (werf's `network`, docker build --network)
+NETWORK_MODES = ("default", "host", "none")
+SECRET_KEYS = {"id", "env", "src", "value"}
+SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 STAPEL_KEYS = {"from", "fromImage", "fromArtifact", "fromLatest", "fromCacheVersion", "git", "shell", "ansible",
                "mount", "import", "docker", "artifact", "disableGitAfterPatch"}
 CLEANUP_KEYS = {"disable", "disableKubernetesBasedPolicy", "disableGitHistoryBasedPolicy",
@@ -58,6 +62,16 @@ class Dependency:
 
 
 @dataclass(frozen=True)
+class BuildSecret:
+    """A werf.yaml build secret for ``RUN --mount=type=secret,id=...``: exactly one of env, src, value."""
+
+    id: str
+    env: str | None = None
+    src: str | None = None
+    value: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     name: str
     dockerfile: str
@@ -70,6 +84,9 @@ class ImageConfig:
     cache_version: str | None
     platform: tuple[str, ...]
     line: int
+    secrets: tuple[BuildSecret, ...] = ()
+    network: str | None = None     # RUN networking: default, host or none
+    ssh: str | None = None         # docker build --ssh value: "default", "default=/path/to/agent.sock", keys
 
     @property
     def dockerfile_path(self):
@@ -393,7 +410,13 @@ def _images(doc):
         dependencies=_dependencies(doc, data.get("dependencies"), label), final=final,
         cache_version=_scalar_string(doc, data, "cacheVersion", f"{label}: cacheVersion"),
         platform=_platforms(doc, data, f"{label}: platform"), line=doc.lines.get("image", doc.line),
+        secrets=_secrets(doc, data.get("secrets"), label),
+        network=_string(doc, data, "network", f"{label}: network"), ssh=_string(doc, data, "ssh", f"{label}: ssh"),
     )
+    if common["network"] is not None and common["network"] not in NETWORK_MODES:
+        doc.fail("network", f"{label}: network must be one of {', '.join(NETWORK_MODES)}, got {common['network']!r}")
+    if common["ssh"] is not None and not common["ssh"].strip():
+        doc.fail("ssh", f"{label}: ssh must be an SSH agent socket or keys, e.g. 'default'")
     return [ImageConfig(name=name, **common) for name in names]
 
 
@@ -454,6 +477,42 @@ def _bool(doc, data, key, what, default):
     return value
 
 
+def _secrets(doc, value, label):
+    """werf's build ``secrets``: ``env`` (id defaults to the variable), ``src`` (id defaults to the file name),
+    ``value`` (needs ``id``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        doc.fail("secrets", f"{label}: 'secrets' must be a list of mappings with env, src or value")
+    result, seen = [], set()
+    for index, item in enumerate(value):
+        where = f"{label}: secrets[{index}]"
+        if not isinstance(item, dict):
+            doc.fail("secrets", f"{where} must be a mapping with one of env, src, value")
+        _unknown_keys(doc, item, SECRET_KEYS, where)
+        sources = [key for key in ("env", "src", "value") if key in item]
+        if len(sources) != 1:
+            doc.fail("secrets", f"{where} must have exactly one of env, src, value")
+        source = item[sources[0]]
+        if not isinstance(source, str) or (not source and sources[0] != "value"):
+            doc.fail("secrets", f"{where}: '{sources[0]}' must be a non-empty string")
+        secret_id = item.get("id")
+        if secret_id is None:
+            if sources[0] == "value":
+                doc.fail("secrets", f"{where}: a 'value' secret needs an 'id'")
+            secret_id = source if sources[0] == "env" else source.rstrip("/").rsplit("/", 1)[-1]
+        if not isinstance(secret_id, str) or not SECRET_ID_RE.match(secret_id):
+            doc.fail("secrets", f"{where}: id {secret_id!r} must be letters, digits, '.', '_' or '-'")
+        if secret_id in seen:
+            doc.fail("secrets", f"{where}: id {secret_id!r} is given twice")
+        seen.add(secret_id)
+        result.append(BuildSecret(id=secret_id, **{sources[0]: source}))
+    return tuple(result)
+
+
+_PLATFORM_RE = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)?")
+
+
 def _platforms(doc, data, what):
     value = data.get("platform")
     if value is None:
@@ -461,6 +520,10 @@ def _platforms(doc, data, what):
     value = value if isinstance(value, list) else [value]
     if not all(isinstance(p, str) and p for p in value):
         doc.fail("platform", f"{what} must be a platform string like linux/amd64 or a list of them")
+    for platform in value:
+        if not _PLATFORM_RE.fullmatch(platform):
+            doc.fail("platform", f"{what}: {platform!r} is not os/architecture[/variant], e.g. linux/amd64 or "
+                                 "linux/arm64/v8")
     return tuple(value)
 
 

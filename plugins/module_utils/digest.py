@@ -118,6 +118,8 @@ def _image_digest(project, config, image, done, repo):
     platform = image.platform or config.platform
     if platform:
         inputs.append(f"platform {','.join(platform)}")
+    if image.network not in (None, "default"):   # what RUN can reach changes what it makes
+        inputs.append(f"network {image.network}")
     for stage in build.stages:
         inputs.append(f"stage {stage.index} {stage.name or ''}".rstrip())
         inputs.append(f"FROM {stage.base}")

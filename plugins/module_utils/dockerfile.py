@@ -50,6 +50,18 @@ class Instruction:
     line: int
     text: str
     repeated_flags: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    heredocs: tuple[Heredoc, ...] = ()
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    """A here-document of RUN/COPY/ADD (``<<EOF`` ... ``EOF``): its content as BuildKit reads it
+    (the lines up to the terminator, newlines kept; leading tabs removed for ``<<-``)."""
+
+    name: str
+    content: str
+    chomp: bool = False
+    expand: bool = True
 
 
 @dataclass(frozen=True)
@@ -608,7 +620,24 @@ def _logical_lines(text: str, where: str):
                 continue
             more, goes_on = directives.strip_continuation(raw)
             line += more
-        yield start, line, directives.escape
+        heredocs = []
+        for name, chomp, expand in _heredoc_words(line, directives.escape, f"{where}:{start}"):
+            content = []
+            while True:
+                if number >= len(lines):
+                    raise ConvergeError(f"{where}:{start}: unterminated heredoc <<{name} (no line {name!r} "
+                                        "after it)")
+                raw = lines[number]
+                number += 1
+                terminator = raw.rstrip("\r\n")
+                if (terminator.lstrip("\t") if chomp else terminator) == name:
+                    break
+                content.append(raw + "\n")
+            text = "".join(content)
+            if chomp:
+                text = re.sub(r"(?m)^\t+", "", text)
+            heredocs.append(Heredoc(name, text, chomp, expand))
+        yield start, line, directives.escape, tuple(heredocs)
 
 
 def _parse_words(rest: str, escape: str) -> list[str]:
@@ -824,18 +853,59 @@ def _validate_healthcheck(args: tuple[str, ...], where: str) -> None:
         raise ConvergeError(f"{where}: Unknown type {args[0]!r} in HEALTHCHECK (try CMD)")
 
 
-def _reject_heredoc(keyword: str, json_form: bool, line: str, where: str) -> None:
-    """Heredocs (``RUN <<EOF``) are not supported here yet: refuse them clearly."""
-    if keyword not in _HEREDOC_KEYWORDS or json_form or "<<" not in line:
-        return
+def _heredoc_names(line: str) -> list[tuple[str, str]]:
+    """(word, terminator word as written) of each heredoc word of ``line`` (BuildKit's heredocsFromLine)."""
+    if "<<" not in line:
+        return []
     try:
         words = _Lexer(raw_quotes=True, raw_escapes=True, skip_unset=True).process(line, lambda _: None).words
     except _LexError:
-        return
+        return []
+    found = []
     for word in words:
-        found = _HEREDOC_WORD.match(word)
-        if found and found.group(3) and _single_word(found.group(3)):
-            raise ConvergeError(f"{where}: heredocs ({word}) are not supported; put the content in a file")
+        match = _HEREDOC_WORD.match(word)
+        if match and match.group(3) and _single_word(match.group(3)):
+            found.append((word, match.group(3)))
+    return found
+
+
+def _heredoc_word(word: str):
+    """(name, chomp, expand) when ``word`` is a heredoc word (``<<EOF``, ``<<-"EOF"``), else None."""
+    match = _HEREDOC_WORD.match(word)
+    if not match or not match.group(3) or not _single_word(match.group(3)):
+        return None
+    rest = match.group(3)
+    try:
+        name = _Lexer(skip_unset=True).process(rest, lambda _: None).words[0]
+        raw = _Lexer(raw_quotes=True, skip_unset=True).process(rest, lambda _: None).words[0]
+    except _LexError:
+        return None
+    # a quoted terminator (any part of it) means the content is taken literally
+    expand = name.count("'") + name.count('"') == raw.count("'") + raw.count('"')
+    return name, match.group(2) == "-", expand
+
+
+def _heredoc_words(line: str, escape: str, where: str) -> list[tuple[str, bool, bool]]:
+    """(name, chomp, expand) of the heredocs a RUN/COPY/ADD line (not in JSON form) opens, in order."""
+    if "<<" not in line:
+        return []
+    written, _flag_words, rest = _split_instruction(line, escape)
+    keyword = written.upper()
+    if keyword not in _HEREDOC_KEYWORDS:
+        return []
+    _args, json_form = _parse_args(keyword, rest, escape, where)
+    if json_form:
+        return []
+    return [parsed for parsed in (_heredoc_word(word) for word, _name in _heredoc_names(line)) if parsed]
+
+
+def _reject_heredoc(keyword: str, json_form: bool, line: str, where: str) -> None:
+    """Heredocs in ONBUILD triggers are not supported here: refuse them clearly."""
+    if keyword not in _HEREDOC_KEYWORDS or json_form:
+        return
+    for word, _name in _heredoc_names(line):
+        raise ConvergeError(f"{where}: heredocs ({word}) in ONBUILD triggers are not supported; "
+                            "put the content in a file")
 
 
 def _single_word(text: str) -> bool:
@@ -854,7 +924,7 @@ def _split_instruction(line: str, escape: str) -> tuple[str, list[str], str]:
     return parts[0], flag_words, rest.strip()
 
 
-def _parse_instruction(line: str, number: int, escape: str, where: str) -> Instruction:
+def _parse_instruction(line: str, number: int, escape: str, where: str, heredocs=()) -> Instruction:
     written, flag_words, rest = _split_instruction(line, escape)
     keyword = written.upper()
     if keyword not in _KEYWORDS:
@@ -867,9 +937,10 @@ def _parse_instruction(line: str, number: int, escape: str, where: str) -> Instr
     _validate(keyword, args, json_form, where)
     if keyword == "ONBUILD":
         _check_trigger(args[0], escape, where)
-    _reject_heredoc(keyword, json_form, line, where)
+    if keyword in ("COPY", "ADD") and _heredoc_word(args[-1]):
+        raise ConvergeError(f"{where}: {keyword} cannot accept a heredoc as a destination")
     _reject_mount_from_variable(repeated.get("mount", ()), where)
-    return Instruction(keyword, flags, args, json_form, number, line.strip(), repeated)
+    return Instruction(keyword, flags, args, json_form, number, line.strip(), repeated, heredocs)
 
 
 def _check_trigger(trigger: str, escape: str, where: str) -> None:
@@ -892,13 +963,18 @@ def _reject_mount_from_variable(mounts: tuple[str, ...], where: str) -> None:
             raise ConvergeError(f"{where}: 'from' doesn't support variable expansion, define alias stage instead")
 
 
+def uses_heredocs(dockerfile: Dockerfile) -> bool:
+    """Whether an instruction has a here-document (the classic builder cannot build those)."""
+    return any(i.heredocs for stage in dockerfile.stages for i in stage.instructions)
+
+
 def parse_dockerfile(text: str, path: str) -> Dockerfile:
     """Parse Dockerfile ``text``; ``path`` names the file in error messages (``path:line: ...``)."""
     global_args: list[Instruction] = []
     stages: list[dict] = []
     escape = "\\"
-    for number, line, escape in _logical_lines(text, path):
-        instruction = _parse_instruction(line, number, escape, f"{path}:{number}")
+    for number, line, escape, heredocs in _logical_lines(text, path):
+        instruction = _parse_instruction(line, number, escape, f"{path}:{number}", heredocs)
         if instruction.keyword == "FROM":
             stages.append(_new_stage(len(stages), instruction))
         elif stages:
@@ -1401,7 +1477,12 @@ class _StageResolver:
             "COPY": self._copy, "ADD": self._copy, "RUN": self._run,
         }
         handler = handlers.get(instruction.keyword)
-        return handler(instruction) if handler else _raw_text(instruction)
+        text = handler(instruction) if handler else _raw_text(instruction)
+        # the here-documents' content is part of what the instruction does (ARG values are inputs anyway)
+        for heredoc in instruction.heredocs:
+            text += f"\n<<{'-' if heredoc.chomp else ''}{heredoc.name}{'' if heredoc.expand else ' (literal)'}\n" \
+                    f"{heredoc.content}{heredoc.name}"
+        return text
 
     def _expand(self, word: str) -> str:
         return self.resolution.expand(word, self.state.env, self.where).result
@@ -1472,7 +1553,8 @@ class _StageResolver:
         if "from" in instruction.flags:
             self._copy_from_image(instruction.flags["from"])
         else:
-            self._record_sources(instruction, expansions[:-1])
+            sources = [e for a, e in zip(instruction.args[:-1], expansions[:-1]) if not _heredoc_word(a)]
+            self._record_sources(instruction, sources)
         return _render(instruction.keyword, flags, _render_args(args))
 
     def _copy_from_image(self, reference: str) -> None:

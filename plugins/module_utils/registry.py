@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.reference import (
+    DOCKER_HUB, DOCKER_HUB_API_HOST, DOCKER_HUB_LEGACY, parse_reference, parse_repository)
 
 try:
     import requests
@@ -32,10 +34,9 @@ try:
 except ImportError:  # reported by the modules (requirements.check_libraries)
     requests = HTTPAdapter = None
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API_HOST = "registry-1.docker.io"
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
-DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, "index.docker.io", DOCKER_HUB_API_HOST})
+# Docker config keys that all mean Docker Hub (credentials; references normalize only index.docker.io)
+DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, DOCKER_HUB_LEGACY, DOCKER_HUB_API_HOST})
 
 MANIFEST_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -49,14 +50,6 @@ INDEX_MEDIA_TYPES = ("application/vnd.oci.image.index.v1+json",
 # Tags per page of a tag listing (distribution serves at most 1000 unless configured otherwise).
 TAGS_PAGE_SIZE = 1000
 
-# Grammar of github.com/distribution/reference.
-_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST = re.compile(rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?")
-_TAG = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}")
-_MAX_NAME_LENGTH = 255
-
 # A helper's answer when it simply has nothing for the server.
 _HELPER_NOT_FOUND = "credentials not found"
 _HELPER_TIMEOUT = 60
@@ -64,85 +57,6 @@ _HELPER_TIMEOUT = 60
 _DEFAULT_TOKEN_SECONDS = 60
 # Refresh this early so a token does not expire between cache lookup and use.
 _TOKEN_SAFETY_SECONDS = 5
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A parsed image reference. ``registry`` includes the port; Docker Hub is ``docker.io``."""
-
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
-
-    @property
-    def target(self):
-        """What the manifest is addressed by: the digest when there is one, else the tag."""
-        return self.digest or self.tag
-
-    @property
-    def api_host(self):
-        """Host (and port) that serves the registry API."""
-        return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
-
-    def __str__(self):
-        text = f"{self.registry}/{self.repository}"
-        if self.tag:
-            text += f":{self.tag}"
-        if self.digest:
-            text += f"@{self.digest}"
-        return text
-
-
-def parse_reference(ref):
-    """Parse an image reference as Docker does.
-
-    Without a registry part the registry is ``docker.io`` and single-name repositories get ``library/``;
-    without tag or digest the tag is ``latest``. Raises ConvergeError naming the reference when invalid.
-    """
-    if not isinstance(ref, str) or not ref.strip():
-        raise ConvergeError(f"invalid image reference {ref!r}: expected a non-empty string", image=ref)
-    name, at, digest = ref.partition("@")
-    if at and not _DIGEST.fullmatch(digest):
-        raise ConvergeError(f"invalid image reference {ref!r}: bad digest {digest!r}", image=ref)
-    registry, path = _split_registry(name)
-    repository, colon, tag = path.partition(":")
-    _check_reference_parts(ref, registry, repository, tag if colon else None)
-    if registry == DOCKER_HUB and "/" not in repository:
-        repository = f"library/{repository}"
-    if not tag and not digest:
-        tag = "latest"
-    return Reference(registry, repository, tag or None, digest or None)
-
-
-def parse_repository(name):
-    """A Reference without tag or digest for a repository name such as ``registry.example.com/shop/backend``."""
-    reference = parse_reference(name)
-    if reference.digest or ":" in name.rpartition("/")[2]:
-        raise ConvergeError(f"invalid repository {name!r}: a repository has no tag or digest", image=name)
-    return Reference(reference.registry, reference.repository)
-
-
-def _split_registry(name):
-    first, slash, rest = name.partition("/")
-    looks_like_host = "." in first or ":" in first or first == "localhost" or first.lower() != first
-    if not slash or not looks_like_host:
-        return DOCKER_HUB, name
-    return (DOCKER_HUB if first in DOCKER_HUB_ALIASES else first), rest
-
-
-def _check_reference_parts(ref, registry, repository, tag):
-    if not _HOST.fullmatch(registry):
-        raise ConvergeError(f"invalid image reference {ref!r}: bad registry host {registry!r}", image=ref)
-    if not all(_PATH_COMPONENT.fullmatch(part) for part in repository.split("/")):
-        raise ConvergeError(
-            f"invalid image reference {ref!r}: repository {repository!r} must be lowercase path components "
-            "of letters, digits and separators (., _, __, -)", image=ref)
-    if len(registry) + 1 + len(repository) > _MAX_NAME_LENGTH:
-        raise ConvergeError(f"invalid image reference {ref!r}: name longer than {_MAX_NAME_LENGTH} characters",
-                            image=ref)
-    if tag is not None and not _TAG.fullmatch(tag):
-        raise ConvergeError(f"invalid image reference {ref!r}: bad tag {tag!r}", image=ref)
 
 
 @dataclass(frozen=True)

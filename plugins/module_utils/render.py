@@ -35,6 +35,7 @@ except ImportError:  # reported by the module (requirements.check_libraries)
 from ansible_collections.berth.converge.plugins.module_utils.config import DeployConfig, decode_config
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.git import GitProject
+from ansible_collections.berth.converge.plugins.module_utils.reference import parse_repository, split_written
 from ansible_collections.berth.converge.plugins.module_utils.kube_yaml import (
     KubeYAMLError, load_document, load_documents, split_documents)
 from ansible_collections.berth.converge.plugins.module_utils.werf_secrets import (
@@ -98,7 +99,10 @@ def normalize_images(images):
     for index, image in enumerate(images or []):
         if not isinstance(image, dict) or not image.get("name") or not image.get("ref"):
             raise ConvergeError(f"images[{index}] needs at least 'name' and 'ref', got {image!r}")
-        repo, tag = split_tag(image["ref"])
+        try:
+            repo, tag = split_written(image["ref"])
+        except ConvergeError as exc:
+            raise ConvergeError(f"images[{index}] ({image['name']}): {exc}", image=image["name"])
         out.append({
             "name": image["name"],
             "ref": image["ref"],
@@ -109,22 +113,10 @@ def normalize_images(images):
     return out
 
 
-def split_tag(ref):
-    """``(repository, tag)`` of a reference; the tag is empty when there is none."""
-    name = ref.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1:]
-    return name, ""
-
-
 def split_registry(repo):
-    """``(registry, repository)`` as Docker reads a repository name (``docker.io`` when no host is named)."""
-    first, sep, rest = repo.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first, rest
-    return "docker.io", repo
+    """``(registry, repository)`` as Docker reads a repository name (reference.parse_repository)."""
+    reference = parse_repository(repo)
+    return reference.registry, reference.repository
 
 
 def images_base_repo(images):

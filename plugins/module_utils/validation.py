@@ -61,7 +61,7 @@ def _namespace(option, value):
 
 def _repo(option, value):
     """A registry repository without tag or digest, e.g. 127.0.0.1:5000/shop."""
-    from ansible_collections.berth.converge.plugins.module_utils.registry import parse_reference
+    from ansible_collections.berth.converge.plugins.module_utils.reference import parse_reference
 
     _not_empty(option, value)
     # A registry root (host:port, images go to host:port/<image>) is no name:tag.
@@ -121,7 +121,7 @@ def _images(option, value):
 
 def _refs(option, value):
     """registry_images refs: image references, or dicts with one under 'ref'."""
-    from ansible_collections.berth.converge.plugins.module_utils.registry import parse_reference
+    from ansible_collections.berth.converge.plugins.module_utils.reference import parse_reference
 
     for index, item in enumerate(value):
         ref = item.get("ref") if isinstance(item, dict) else item

@@ -90,6 +90,51 @@ options:
       - How many independent images to build at once.
     type: int
     default: 5
+  builder:
+    description:
+      - C(docker) builds with the Docker Engine (O(docker_host)) and pushes from it.
+      - C(buildkit) builds with a BuildKit daemon (O(buildkit_address)) through O(buildctl_binary), which
+        pushes straight to the registry; it supports C(RUN --mount), heredocs, C(COPY --link) and the other
+        Dockerfile features the classic builder lacks. The registry's CA must be trusted by the daemon.
+        See docs/builders.md.
+    type: str
+    choices: [docker, buildkit]
+    default: docker
+  buildkit_address:
+    description:
+      - Address of the BuildKit daemon, C(unix:///run/buildkit/buildkitd.sock) or C(tcp://HOST:PORT).
+      - Used with O(builder=buildkit).
+    type: str
+    default: unix:///run/buildkit/buildkitd.sock
+  buildkit_ca_cert:
+    description:
+      - CA certificate that signed a C(tcp://) BuildKit daemon's certificate.
+    type: path
+  buildkit_client_cert:
+    description:
+      - Client certificate for a BuildKit daemon that requires mutual TLS; with O(buildkit_client_key).
+    type: path
+  buildkit_client_key:
+    description:
+      - Key of O(buildkit_client_cert).
+    type: path
+  cache_from:
+    description:
+      - With O(builder=buildkit), BuildKit registry caches to reuse layers from, e.g. V({repo}:cache);
+        C({repo}) stands for each image's repository. A cache that does not exist yet is skipped.
+    type: list
+    elements: str
+    default: []
+  cache_to:
+    description:
+      - With O(builder=buildkit), the registry cache to write every layer of each build to (C(mode=max)),
+        e.g. V({repo}:cache), so a fresh builder (a new CI runner) reuses the unchanged layers.
+    type: str
+  buildctl_binary:
+    description:
+      - BuildKit's C(buildctl), a name looked up on E(PATH) or a path.
+    type: str
+    default: buildctl
 """
 
 EXAMPLES = r"""
@@ -158,14 +203,18 @@ missing:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.berth.converge.plugins.module_utils.build import Builder, build_context, build_missing
+from ansible_collections.berth.converge.plugins.module_utils.buildkit import (
+    BuildKitBuilder, BuildKitConnection, docker_config_for)
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
     DOCKER_ARGS, DOCKER_ENV_FALLBACKS, REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.digest import compute_digests
+from ansible_collections.berth.converge.plugins.module_utils.dockerfile import parse_dockerfile, uses_heredocs
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.project import load_project
 from ansible_collections.berth.converge.plugins.module_utils.requirements import check_libraries
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
-    client_from_params, credentials_from_params, parse_reference)
+    client_from_params, credentials_from_params, docker_config_path)
+from ansible_collections.berth.converge.plugins.module_utils.reference import parse_reference
 from ansible_collections.berth.converge.plugins.module_utils.validation import validate_module_params
 
 
@@ -186,6 +235,27 @@ def _docker_factory(params):
                                 f"timeout docker_timeout={params['docker_timeout']}s): {exc}", option="docker_host")
 
     return factory
+
+
+def _buildkit_builder(params, project, images, to_build):
+    connection = BuildKitConnection(params["buildctl_binary"], params["buildkit_address"], params["buildkit_ca_cert"],
+                                    params["buildkit_client_cert"], params["buildkit_client_key"])
+    connection.check_platforms([image for image in images if image["name"] in to_build], connection.check())
+    registries = {parse_reference(image["ref"]).registry for image in images}
+    config = docker_config_for(registries, lambda host: credentials_from_params(params, host),
+                               docker_config_path(params["docker_config"]))
+
+    def config_digest_for(ref):
+        with client_from_params(params) as registry:
+            manifest = registry.manifest(ref)
+        if manifest is None or manifest.is_index:
+            raise ConvergeError(f"cannot find the image id of {ref} in the registry")
+        return manifest.config_digest
+
+    return BuildKitBuilder(connection, project.config.project, project.git.commit.hash, config,
+                           params["insecure_registries"], config_digest_for, image_config_for=project.config.image,
+                           project_dir=params["project_dir"], cache_from=params["cache_from"],
+                           cache_to=params["cache_to"])
 
 
 def plan(project, images):
@@ -218,6 +288,14 @@ def main():
             force=dict(type="bool", default=False),
             require_built=dict(type="bool", default=False),
             concurrency=dict(type="int", default=5),
+            builder=dict(type="str", choices=["docker", "buildkit"], default="docker"),
+            buildkit_address=dict(type="str", default="unix:///run/buildkit/buildkitd.sock"),
+            buildkit_ca_cert=dict(type="path"),
+            buildkit_client_cert=dict(type="path"),
+            buildkit_client_key=dict(type="path", no_log=False),
+            buildctl_binary=dict(type="str", default="buildctl"),
+            cache_from=dict(type="list", elements="str", default=[]),
+            cache_to=dict(type="str"),
             **with_env_fallbacks(REGISTRY_ARGS, REGISTRY_ENV_FALLBACKS),
             **with_env_fallbacks(DOCKER_ARGS, DOCKER_ENV_FALLBACKS),
         ),
@@ -226,7 +304,7 @@ def main():
         supports_check_mode=True,
     )
     validate_module_params(module)
-    check_libraries(module, "yaml", "git", "docker", "requests")
+    check_libraries(module, "yaml", "git", "requests", *(["docker"] if module.params["builder"] == "docker" else []))
     p = module.params
     images = [dict(i) for i in p["images"]]
     if p["image"] and not any(i.get("name") == p["image"].get("name") for i in images):
@@ -256,7 +334,27 @@ def main():
             creds = credentials_from_params(p, parse_reference(ref).registry)
             return creds.docker_auth_config() if creds else None
 
-        builder = Builder(_docker_factory(p), project.config.project, project.git.commit.hash, auth_config_for)
+        config_by_name = {image.name: image for image in project.config.images}
+        with_secrets = [name for name in to_build if config_by_name[name].secrets]
+        if (p["cache_from"] or p["cache_to"]) and p["builder"] != "buildkit":
+            raise ConvergeError("cache_from and cache_to need builder: buildkit")
+        if with_secrets and p["builder"] != "buildkit":
+            raise ConvergeError(f"image '{with_secrets[0]}': werf.yaml 'secrets' need builder: buildkit "
+                                "(the Docker Engine's classic builder has no build secrets)")
+        with_ssh_or_network = [name for name in to_build
+                               if config_by_name[name].ssh or config_by_name[name].network not in (None, "default")]
+        with_heredocs = [name for name in to_build if uses_heredocs(parse_dockerfile(
+            digests[name].dockerfile_data.decode("utf-8", errors="replace"), digests[name].dockerfile))]
+        if with_heredocs and p["builder"] != "buildkit":
+            raise ConvergeError(f"image '{with_heredocs[0]}': {digests[with_heredocs[0]].dockerfile} uses heredocs "
+                                "(<<EOF), which need builder: buildkit")
+        if with_ssh_or_network and p["builder"] != "buildkit":
+            raise ConvergeError(f"image '{with_ssh_or_network[0]}': werf.yaml 'ssh' and 'network' need builder: "
+                                "buildkit")
+        if p["builder"] == "buildkit":
+            builder = _buildkit_builder(p, project, images, to_build)
+        else:
+            builder = Builder(_docker_factory(p), project.config.project, project.git.commit.hash, auth_config_for)
         results = build_missing(images, to_build, make_context, builder, concurrency=p["concurrency"])
     except ConvergeError as exc:
         module.fail_json(msg=str(exc), **exc.details)

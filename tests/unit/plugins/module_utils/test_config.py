@@ -68,7 +68,7 @@ def test_defaults():
     (META + "deploy: {chartDir: x}\n", "deploy: unknown key 'chartDir'"),
     (META + "---\nimage: app\nfrom: alpine\n", "werf.yaml:5: image 'app' is a Stapel image (from)"),
     (META + "---\nartifact: app\nfrom: alpine\n", "Stapel image"),
-    (META + "---\nimage: app\ndockerfile: D\nssh: default\n", "werf key 'ssh' is not supported yet"),
+    (META + "---\nimage: app\ndockerfile: D\naddHost: [a:1.2.3.4]\n", "werf key 'addHost' is not supported yet"),
     ("project: Shop_1\nconfigVersion: 1\n", "werf.yaml:1: 'project: Shop_1' is not a valid slug"),
     ("project: shop\nconfigVersion: 2\n", "werf.yaml:2: 'configVersion' must be 1"),
     ("configVersion: 1\n", "'project' is required"),
@@ -87,6 +87,17 @@ def test_defaults():
      "'type' must be one of ImageName, ImageTag, ImageRepo, ImageDigest, ImageID"),
     (META + "---\nimage: a\ndockerfile: D\ncontext: ../outside\n", "leaves the project directory"),
     (META + "---\nimage: a\ndockerfile: D\nargs: [X]\n", "'args' must be a mapping"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A, src: b}]\n",
+     "image 'a': secrets[0] must have exactly one of env, src, value"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{value: x}]\n", "secrets[0]: a 'value' secret needs an 'id'"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A}, {id: A, src: f}]\n", "secrets[1]: id 'A' is given twice"),
+    (META + "---\nimage: a\ndockerfile: D\nsecrets: [{env: A, mode: x}]\n", "secrets[0]: unknown key 'mode'"),
+    (META + "---\nimage: a\ndockerfile: D\nplatform: [linux/amd64, amd64]\n",
+     "image 'a': platform: 'amd64' is not os/architecture[/variant]"),
+    (META + "---\nimage: a\ndockerfile: D\nplatform: linux/arm/v7/x\n", "'linux/arm/v7/x' is not os/architecture"),
+    (META + "---\nimage: a\ndockerfile: D\nnetwork: bridge\n",
+     "image 'a': network must be one of default, host, none, got 'bridge'"),
+    (META + "---\nimage: a\ndockerfile: D\nssh: ''\n", "image 'a': ssh must be an SSH agent socket or keys"),
 ])
 def test_bad_input_names_file_line_and_field(text, expected):
     assert expected in error(text)
@@ -131,3 +142,11 @@ def test_documents_of_blanks_and_comments_are_skipped_as_werf_skips_them(text):
 @pytest.mark.parametrize("empty_value", ["~", "null", "''", "[]"])
 def test_a_document_with_a_non_mapping_value_is_still_an_error(empty_value):
     assert "werf.yaml:4: a werf.yaml document must be a mapping" in error(META + "---\n" + empty_value + "\n")
+
+
+def test_build_secrets_take_werf_default_ids():
+    config = load_config(META + "---\nimage: a\ndockerfile: D\nsecrets:\n- env: TOKEN\n- src: ~/.aws/credentials\n"
+                         "- {id: plain, value: s3cr3t}\n", "werf.yaml")
+    assert [(s.id, s.env, s.src, s.value) for s in config.image("a").secrets] == [
+        ("TOKEN", "TOKEN", None, None), ("credentials", None, "~/.aws/credentials", None), ("plain", None, None, "s3cr3t")]
+    assert "s3cr3t" not in repr(config.image("a").secrets[2])

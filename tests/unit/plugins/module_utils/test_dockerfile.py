@@ -10,11 +10,12 @@ checked against BuildKit v0.34 (frontend/dockerfile).
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from ansible_collections.berth.converge.plugins.module_utils.dockerfile import (
-    ContextSource, parse_dockerfile, resolve)
+    ContextSource, Heredoc, parse_dockerfile, resolve)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 
 
@@ -210,17 +211,38 @@ def test_file_level_errors(text, message):
         parse(text)
 
 
-@pytest.mark.parametrize("line", [
-    "RUN <<EOF",
-    "RUN cat <<-EOT > /x",
-    'COPY <<"EOF" /dst',
-    "ADD <<EOF /dst",
-    "RUN 3<<EOF cat /dev/fd/3",
-    "ONBUILD RUN <<EOF",
+def heredocs_of(text):
+    return parse("FROM scratch\n" + text).stages[0].instructions[0].heredocs
+
+
+def test_heredoc_bodies_belong_to_their_instruction():
+    dockerfile = parse("FROM scratch\nRUN <<EOF\nFROM evil\n  echo hi\nEOF\nCOPY <<A <<'B' /dst/\na $X\nA\nb $X\nB\n"
+                       "RUN 3<<EOF cat /dev/fd/3\nx\nEOF\nRUN cat <<-EOT > /x\n\thello\n\t\tdeep\n\tEOT\nRUN done\n")
+    run, copy, fd, chomped, last = dockerfile.stages[0].instructions
+    assert run.heredocs == (Heredoc("EOF", "FROM evil\n  echo hi\n"),)
+    assert copy.heredocs == (Heredoc("A", "a $X\n"), Heredoc("B", "b $X\n", expand=False))
+    assert fd.heredocs == (Heredoc("EOF", "x\n"),)
+    assert chomped.heredocs == (Heredoc("EOT", "hello\ndeep\n", chomp=True),)
+    assert last.args == ("done",) and len(dockerfile.stages) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("RUN <<EOF\nhello\n", "Dockerfile:2: unterminated heredoc <<EOF"),
+    ("RUN cat <<-EOT > /x\nhello\nEOF\n", "Dockerfile:2: unterminated heredoc <<EOT"),
+    ("ONBUILD RUN <<EOF\nhello\nEOF\n", "Dockerfile:2: heredocs (<<EOF) in ONBUILD triggers are not supported"),
+    ("COPY a <<EOF\nhello\nEOF\n", "Dockerfile:2: COPY cannot accept a heredoc as a destination"),
 ])
-def test_heredocs_are_refused_clearly(line):
-    with pytest.raises(ConvergeError, match=r"^Dockerfile:2: heredocs .* are not supported"):
-        parse("FROM scratch\n" + line + "\nhello\nEOF\n")
+def test_heredoc_errors(text, message):
+    with pytest.raises(ConvergeError, match="^" + re.escape(message)):
+        parse("FROM scratch\n" + text)
+
+
+def test_heredoc_content_is_digested_and_heredoc_sources_read_no_context():
+    text = "FROM scratch\nCOPY <<EOF a.txt /dst/\n{}\nEOF\n"
+    one, two = (resolve(parse(text.format(body)), None, {}) for body in ("v1", "v2"))
+    assert one.stages[0].instructions != two.stages[0].instructions
+    assert "v1\nEOF" in one.stages[0].instructions[0]
+    assert [source.patterns for source in one.context_sources] == [("a.txt",)]
 
 
 @pytest.mark.parametrize("line", [

@@ -23,13 +23,12 @@ import requests
 
 from ansible_collections.berth.converge.plugins.module_utils import registry as registry_module
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
+from ansible_collections.berth.converge.plugins.module_utils.reference import Reference, parse_reference
 from ansible_collections.berth.converge.plugins.module_utils.registry import (
     Credentials,
-    Reference,
     RegistryClient,
     client_from_params,
     is_loopback,
-    parse_reference,
     resolve_credentials,
 )
 
@@ -86,7 +85,7 @@ def test_reference_target_prefers_digest_and_prints_canonically():
     ("reg_istry.example.com/shop", "registry host 'reg_istry.example.com'"),
     ("registry.example.com:port/shop", "registry host"),
     ("a:b:c", "bad tag 'b:c'"),
-    ("registry.example.com/" + "a" * 250, "longer than 255"),
+    ("registry.example.com/" + "a" * 256, "longer than 255"),
 ])
 def test_invalid_references_are_named_in_the_error(ref, reason):
     with pytest.raises(ConvergeError) as info:

@@ -98,6 +98,9 @@ def test_normalize_images_names_the_bad_entry():
     ("localhost/backend", ("localhost", "backend")),
     ("ghcr.io/org/backend", ("ghcr.io", "org/backend")),
     ("org/backend", ("docker.io", "org/backend")),
+    ("backend", ("docker.io", "library/backend")),
+    ("index.docker.io/org/backend", ("docker.io", "org/backend")),
+    ("Registry/backend", ("Registry", "backend")),
 ])
 def test_split_registry_reads_the_host_as_docker_does(repo, expected):
     assert render.split_registry(repo) == expected
