@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
-from ansible_collections.berth.converge.plugins.module_utils.kube import track
+from ansible_collections.berth.converge.plugins.module_utils.kube import readiness, track
 
 WERF_PREFIX = "werf.io/"
 WEIGHT = "werf.io/weight"
@@ -258,6 +258,9 @@ def path_segments(path):
 def parse(manifest):
     """The Lifecycle of a manifest; ConvergeError naming the object and annotation for a bad value."""
     annotations = annotations_of(manifest)
+    # the tracking and readiness annotations are read only when waiting: a bad one must fail before any write
+    track.track_options(annotations, label(manifest))
+    readiness.check_annotations([manifest])
     values = {}
     deploy_deps, delete_deps, externals, external_namespaces, warnings, direct = [], [], {}, {}, [], []
     for key, raw in annotations.items():

@@ -34,6 +34,18 @@ def test_unknown_werf_annotation_is_a_warning_naming_it_and_the_object():
     assert len(lifecycle.warnings) == 2
 
 
+@pytest.mark.parametrize("key, value, expected", [
+    ("werf.io/fail-mode", "Sometimes", "Deployment shop/web: annotation werf.io/fail-mode is 'Sometimes'"),
+    ("werf.io/failures-allowed-per-replica", "many", "annotation werf.io/failures-allowed-per-replica is 'many'"),
+    ("werf.io/no-activity-timeout", "soon", "Deployment shop/web: annotation werf.io/no-activity-timeout"),
+    ("berth.converge/ready-when", "status.[ready", "Deployment/shop/web: annotation berth.converge/ready-when"),
+])
+def test_bad_tracking_and_readiness_annotations_fail_when_parsed_before_any_write(key, value, expected):
+    with pytest.raises(ConvergeError) as caught:
+        parse(**{key: value})
+    assert expected in str(caught.value)
+
+
 def test_known_annotations_give_no_warning():
     lifecycle = parse(**{"werf.io/weight": "1", "werf.io/fail-mode": "HopeUntilEndOfDeployProcess",
                          "werf.io/version": "v2", "werf.io/sensitive": "true"})
