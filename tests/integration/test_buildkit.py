@@ -15,6 +15,7 @@ import pytest
 
 from conftest import run_module
 from gitrepo import commit, git, new_repo
+from test_build_context_docker import digested_blobs, git_blob_id
 
 WERF = "project: bk\nconfigVersion: 1\n---\nimage: app\ndockerfile: Dockerfile\ncontext: app\n"
 
@@ -79,22 +80,8 @@ def image_files(docker_client, ref, path):
         for member in tar.getmembers():
             if member.isfile():
                 content = tar.extractfile(member).read()
-                out[member.name] = (member.mode & 0o7777, hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest())
+                out[member.name] = (member.mode & 0o7777, git_blob_id(content))
     return out
-
-
-def digested_blobs(repo, inputs):
-    """Blob ids the digest's `context` inputs stand for (trees listed), as the Docker differential test reads them."""
-    blobs = set()
-    for line in inputs:
-        if not line.startswith("context "):
-            continue
-        _word, kind, _mode, oid, _path = line.split(" ", 4)
-        if kind == "tree":
-            blobs.update(record.split()[2] for record in git(repo, "ls-tree", "-r", oid).splitlines())
-        else:
-            blobs.add(oid)
-    return blobs
 
 
 def test_modern_dockerfile_features_build_and_the_image_holds_exactly_the_digested_files(
@@ -231,8 +218,8 @@ def test_werf_build_secrets_are_usable_in_run_and_absent_from_image_history_and_
     ref = result["images"][0]["ref"]
 
     seen = image_files(docker_client, ref, "/secrets.sha")
-    assert seen["secrets.sha"][1] == hashlib.sha1(
-        b"blob 65\0" + hashlib.sha256((token + file_secret + plain).encode()).hexdigest().encode() + b"\n").hexdigest()
+    assert seen["secrets.sha"][1] == git_blob_id(
+        hashlib.sha256((token + file_secret + plain).encode()).hexdigest().encode() + b"\n")
     image = docker_client.images.get(ref)
     exported = b"".join(image.save())
     history = repr(image.history()) + repr(image.attrs)
@@ -390,9 +377,9 @@ def test_heredocs_parents_link_chmod_build_and_the_image_holds_exactly_the_diges
     assert {mode for name, (mode, _blob) in from_context.items() if name.startswith("linked/")} == {0o700}
 
     generated = image_files(docker_client, ref, "/gen")
-    assert generated["gen/run.txt"][1] == git_blob(b"from a RUN heredoc\n")
-    assert generated["gen/copied.txt"][1] == git_blob(b"hello from a COPY heredoc\n")
-    assert generated["gen/literal.txt"][1] == git_blob(b"$GREETING stays\n")
+    assert generated["gen/run.txt"][1] == git_blob_id(b"from a RUN heredoc\n")
+    assert generated["gen/copied.txt"][1] == git_blob_id(b"hello from a COPY heredoc\n")
+    assert generated["gen/literal.txt"][1] == git_blob_id(b"$GREETING stays\n")
 
     # an unselected file leaves the digest alone; a heredoc's content is part of it
     commit(project, {"app/src/a/other.txt": "changed\n", "app/unused.txt": "changed\n"}, message="unselected")
@@ -404,10 +391,6 @@ def test_heredocs_parents_link_chmod_build_and_the_image_holds_exactly_the_diges
     result, output = run_module("image_build", {"project_dir": str(project), "images": changed, "builder": "docker"})
     assert result.get("failed") and "app/Dockerfile uses heredocs (<<EOF), which need builder: buildkit" \
         in result["msg"], output
-
-
-def git_blob(content):
-    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
 NETWORK_WERF = """project: bk
@@ -454,8 +437,8 @@ def test_werf_network_and_ssh_reach_the_run_steps(tmp_path, buildkit, registry, 
             files = {**image_files(docker_client, image["ref"], "/net.txt"),
                      **image_files(docker_client, image["ref"], "/ssh.txt")}
             seen[image["name"]] = (files["net.txt"][1], files["ssh.txt"][1])
-        assert seen == {"offline": (git_blob(b"unreachable\n"), git_blob(b"agent\n")),
-                        "online": (git_blob(b"reachable\n"), git_blob(b"no-agent\n"))}
+        assert seen == {"offline": (git_blob_id(b"unreachable\n"), git_blob_id(b"agent\n")),
+                        "online": (git_blob_id(b"reachable\n"), git_blob_id(b"no-agent\n"))}
 
         result, output = run_module("image_build", {"project_dir": str(project), "images": images,
                                                     "builder": "docker", "force": True})
