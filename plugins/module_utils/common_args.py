@@ -33,6 +33,13 @@ KUBE_ARGS = dict(
     validate_certs=dict(type="bool", aliases=["verify_ssl"]),
 )
 
+# doc fragment berth.converge.readiness
+READINESS_ARGS = dict(
+    readiness_rules=dict(type="list", elements="dict", default=[], options=dict(
+        group=dict(type="str", required=True), kind=dict(type="str", required=True),
+        ready=dict(type="str"), failed=dict(type="str"))),
+)
+
 KUBE_ENV_FALLBACKS = dict(
     kubeconfig="K8S_AUTH_KUBECONFIG",
     context="K8S_AUTH_CONTEXT",

@@ -85,6 +85,13 @@ options:
         C(--require-built-images)). For pipelines that build in one job and deploy in another."
     type: bool
     default: false
+  may_build:
+    description:
+      - "Build only these images (names): fail, listing every other image missing from the registry, when one
+        is, before anything is built. A saved plan's images to build (see M(berth.converge.converge_plan)):
+        an image the plan found in the registry and deleted since is not built again. C([]) is O(require_built)."
+    type: list
+    elements: str
   concurrency:
     description:
       - How many independent images to build at once.
@@ -194,7 +201,8 @@ built:
   type: list
   elements: str
 missing:
-  description: With O(require_built), the images missing from the registry (C(name), C(ref)) when it fails.
+  description: With O(require_built) or O(may_build), the images missing from the registry (C(name), C(ref)) that
+    it may not build, when it fails.
   returned: failure
   type: list
   elements: dict
@@ -287,6 +295,7 @@ def main():
             images=dict(type="list", elements="dict", default=[]),
             force=dict(type="bool", default=False),
             require_built=dict(type="bool", default=False),
+            may_build=dict(type="list", elements="str"),
             concurrency=dict(type="int", default=5),
             builder=dict(type="str", choices=["docker", "buildkit"], default="docker"),
             buildkit_address=dict(type="str", default="unix:///run/buildkit/buildkitd.sock"),
@@ -300,7 +309,7 @@ def main():
             **with_env_fallbacks(DOCKER_ARGS, DOCKER_ENV_FALLBACKS),
         ),
         required_one_of=[("image", "images")],
-        mutually_exclusive=[("force", "require_built")],
+        mutually_exclusive=[("force", "require_built"), ("force", "may_build")],
         supports_check_mode=True,
     )
     validate_module_params(module)
@@ -318,9 +327,12 @@ def main():
         for image in images:
             image["manifest_digest"] = present.get(image["ref"])
         to_build = [i["name"] for i in images if i["name"] in wanted and (p["force"] or not i["manifest_digest"])]
-        if p["require_built"] and to_build:
-            missing = [{"name": i["name"], "ref": i["ref"]} for i in images if i["name"] in to_build]
-            module.fail_json(msg="require_built: not in the registry, and not built: "
+        may_build = [] if p["require_built"] else p["may_build"]
+        if may_build is not None and set(to_build) - set(may_build):
+            missing = [{"name": i["name"], "ref": i["ref"]} for i in images
+                       if i["name"] in to_build and i["name"] not in may_build]
+            option = "require_built" if p["require_built"] else f"may_build ({', '.join(may_build) or 'none'})"
+            module.fail_json(msg=f"{option}: not in the registry, and not built: "
                                  + ", ".join(f"{i['name']} ({i['ref']})" for i in missing), missing=missing)
         if module.check_mode:
             results = [{"name": i["name"], "ref": i["ref"], "changed": i["name"] in to_build, "image_id": None,

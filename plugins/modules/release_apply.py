@@ -89,6 +89,7 @@ author:
 extends_documentation_fragment:
   - berth.converge.attributes
   - berth.converge.kubernetes
+  - berth.converge.readiness
 attributes:
   check_mode:
     support: full
@@ -418,10 +419,11 @@ diff:
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
-    KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
+    KUBE_ARGS, KUBE_ENV_FALLBACKS, READINESS_ARGS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.apply import ObjectMetadata
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.readiness import ReadinessRules
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import INSTALL_OR_UPGRADE
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
     WERF_VERSION, ApplyOptions, ReleaseRequest, apply_release, dismiss_release)
@@ -455,6 +457,7 @@ def main():
             force_adoption=dict(type="bool", default=False),
             record_live=dict(type="bool", default=False),
             plan=dict(type="dict"),
+            **READINESS_ARGS,
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         required_if=[("state", "present", ["manifests"])],
@@ -470,6 +473,7 @@ def main():
                            progress_file=p["progress_file"], force_adoption=p["force_adoption"],
                            record_live=p["record_live"], plan=p["plan"])
     try:
+        options.readiness_rules = ReadinessRules(p["readiness_rules"])
         metadata = ObjectMetadata.werf(p["project"], p["env"], WERF_VERSION, p["add_labels"], p["add_annotations"])
         request = ReleaseRequest(p["manifests"] or [], images=p["images"], commit=p["commit"],
                                  hook_phase=INSTALL_OR_UPGRADE, crds=p["crds"], chart=p["chart"], metadata=metadata,

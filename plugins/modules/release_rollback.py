@@ -25,6 +25,7 @@ author:
 extends_documentation_fragment:
   - berth.converge.attributes
   - berth.converge.kubernetes
+  - berth.converge.readiness
 attributes:
   check_mode:
     support: full
@@ -147,9 +148,10 @@ diff:
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
-    KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
+    KUBE_ARGS, KUBE_ENV_FALLBACKS, READINESS_ARGS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
+from ansible_collections.berth.converge.plugins.module_utils.kube.readiness import ReadinessRules
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import ApplyOptions
 from ansible_collections.berth.converge.plugins.module_utils.kube.rollback import rollback
 from ansible_collections.berth.converge.plugins.module_utils.requirements import KUBE_LIBRARIES, check_libraries
@@ -167,6 +169,7 @@ def main():
             lock_timeout=dict(type="int", default=300),
             timeout=dict(type="int", default=300),
             progress_file=dict(type="path", fallback=(env_fallback, ["BERTH_PROGRESS_FILE"])),
+            **READINESS_ARGS,
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
         supports_check_mode=True,
@@ -178,6 +181,7 @@ def main():
                            lock_timeout=p["lock_timeout"], check_mode=module.check_mode, diff=module._diff,
                            timeout=p["timeout"], progress_file=p["progress_file"])
     try:
+        options.readiness_rules = ReadinessRules(p["readiness_rules"])
         result = rollback(api_client(p, p["timeout"]), p["release"], p["namespace"], p["revision"], options)
     except ConvergeError as exc:
         module.fail_json(msg=str(exc), **exc.details)

@@ -65,6 +65,7 @@ author:
   - berth.converge contributors (!UNKNOWN)
 extends_documentation_fragment:
   - berth.converge.kubernetes
+  - berth.converge.readiness
   - berth.converge.attributes
   - berth.converge.attributes.INFO_MODULE
 options:
@@ -116,31 +117,6 @@ options:
         the record alone, so a later rollback still goes to the revision that was serving."
     type: bool
     default: true
-  readiness_rules:
-    description:
-      - Readiness rules per API group and kind, JMESPath expressions over the live object. They override the
-        built-in rules for that kind; a resource's C(berth.converge/ready-when) and C(berth.converge/failed-when)
-        annotations override them in turn.
-    type: list
-    elements: dict
-    default: []
-    suboptions:
-      group:
-        description: API group of the kind (C(cert-manager.io)); an empty string for the core group.
-        type: str
-        required: true
-      kind:
-        description: The kind (C(Certificate)).
-        type: str
-        required: true
-      ready:
-        description: Expression whose truthy result means ready, e.g.
-          C(status.conditions[?type=='Ready'].status | [0] == 'True').
-        type: str
-      failed:
-        description: Expression whose truthy result means failed; a string result is shown as the failure
-          message, e.g. C(status.conditions[?type=='Ready' && reason=='Failed'].message | [0]).
-        type: str
 notes:
   - In check mode nothing is contacted; the module reports which resources it would wait for, from the
     inputs and their annotations alone.
@@ -285,7 +261,7 @@ revision_deployed:
 from ansible.module_utils.basic import env_fallback
 
 from ansible_collections.berth.converge.plugins.module_utils.common_args import (
-    KUBE_ARGS, KUBE_ENV_FALLBACKS, with_env_fallbacks)
+    KUBE_ARGS, KUBE_ENV_FALLBACKS, READINESS_ARGS, with_env_fallbacks)
 from ansible_collections.berth.converge.plugins.module_utils.errors import ConvergeError
 from ansible_collections.berth.converge.plugins.module_utils.kube.client import api_client
 from ansible_collections.berth.converge.plugins.module_utils.kube.hooks import is_hook
@@ -334,9 +310,7 @@ def main():
             release=dict(type="str"),
             revision=dict(type="int"),
             mark_failed=dict(type="bool", default=True),
-            readiness_rules=dict(type="list", elements="dict", default=[], options=dict(
-                group=dict(type="str", required=True), kind=dict(type="str", required=True),
-                ready=dict(type="str"), failed=dict(type="str"))),
+            **READINESS_ARGS,
             progress_file=dict(type="path", fallback=(env_fallback, ["BERTH_PROGRESS_FILE"])),
             **with_env_fallbacks(KUBE_ARGS, KUBE_ENV_FALLBACKS),
         ),
@@ -350,8 +324,7 @@ def main():
     resources = [item for item in p["resources"] if not is_hook(item)]
     api = None
     try:
-        rules = ReadinessRules([{key: value for key, value in entry.items() if value is not None}
-                                for entry in p["readiness_rules"]])
+        rules = ReadinessRules(p["readiness_rules"])
         check_annotations(p["resources"], p["namespace"])  # hooks too: release_apply tracks them with the same rules
         if module.check_mode:
             module.exit_json(changed=False, resources=tracking_plan(resources, p["namespace"], rules))

@@ -75,16 +75,21 @@ def test_a_check_run_saves_the_plan_and_writes_nothing_then_the_converge_applies
     assert rc == 0, output
     plan = json.loads(plan_file.read_text())
     assert not any(i["build"] for i in plan["images"]) and not any(r["changed"] for r in plan["resources"])
-    frontend = f"http://{registry}/v2/t-{shop.env}/shop/frontend/manifests/{tags(registry, shop, 'frontend')[0]}"
+    delete_image(registry, shop, "frontend")
+    rc, output, _items = shop.converge(converge_use_plan=str(plan_file))
+    assert rc != 0
+    assert "may_build (none): not in the registry, and not built: frontend (" in output, output
+    assert tags(registry, shop, "frontend") == [] and revisions(kube_api, shop) == [(1, "deployed")]
+
+
+def delete_image(registry, shop, image):
+    """Delete the image's manifest from the registry (its only tag goes with it)."""
+    url = f"http://{registry}/v2/t-{shop.env}/shop/{image}/manifests/{tags(registry, shop, image)[0]}"
     accept = {"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
                         "application/vnd.docker.distribution.manifest.v2+json, "
                         "application/vnd.docker.distribution.manifest.list.v2+json"}
-    digest = requests.head(frontend, headers=accept, timeout=10).headers["Docker-Content-Digest"]
-    assert requests.delete(frontend.rsplit("/", 1)[0] + "/" + digest, timeout=10).status_code == 202
-    rc, output, _items = shop.converge(converge_use_plan=str(plan_file))
-    assert rc != 0
-    assert "require_built: not in the registry, and not built: frontend (" in output, output
-    assert tags(registry, shop, "frontend") == [] and revisions(kube_api, shop) == [(1, "deployed")]
+    digest = requests.head(url, headers=accept, timeout=10).headers["Docker-Content-Digest"]
+    assert requests.delete(url.rsplit("/", 1)[0] + "/" + digest, timeout=10).status_code == 202
 
 
 def test_a_converge_refuses_a_plan_that_no_longer_matches_before_any_write(shop, kube_api, registry, tmp_path):
@@ -118,6 +123,14 @@ def test_a_converge_refuses_a_plan_that_no_longer_matches_before_any_write(shop,
     assert "commit:" not in output and "since the plan" not in output
     report = json.loads(report_file.read_text())
     assert report["status"] == "failed" and "renders differently" in report["error"] and report["revision"] is None
+
+    # The plan builds frontend only: backend, in the registry when planned and deleted since, is not built.
+    delete_image(registry, shop, "backend")
+    rc, output, _items = shop.converge(converge_use_plan=str(plan_file))
+    assert rc != 0
+    assert "may_build (frontend): not in the registry, and not built: backend (" in output, output
+    assert tags(registry, shop, "frontend") == before["frontend"] and revisions(kube_api, shop) == [(1, "deployed")]
+    before["backend"] = []
 
     kubectl("-n", shop.namespace, "patch", "configmap", "shop-config", "--type=merge",
             "-p", '{"data": {"greeting": "by hand"}}')

@@ -251,6 +251,29 @@ def test_module_checks_rules_and_annotations_in_check_mode(localenv, namespace, 
         f"readiness_rules[0] ({group}/Widget) failed 'status.broken ||' is not a valid"), run.result
 
 
+def test_apply_waits_for_a_weight_group_by_the_rule_per_kind(localenv, namespace, group, kube_api):
+    """release_apply starts the next werf.io/weight group only when the rule per kind says the Widget is ready."""
+    manifests = [dict(widget(group, "store", {"werf.io/weight": "-1"}), metadata={
+                     "name": "store", "annotations": {"werf.io/weight": "-1"}}),
+                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after-store"}, "data": {"a": "b"}}]
+    args = {"manifests": manifests, "release": namespace, "namespace": namespace, "timeout": 4,
+            "readiness_rules": [{"group": group, "kind": "Widget", "ready": "status.state == 'up'"}],
+            "kubeconfig": localenv.kubeconfig}
+    run = ansible_module("release_apply", args)
+    assert run.result.get("failed"), run.result
+    assert f"Widget/{namespace}/store: not yet status.state == 'up'" in run.result["msg"], run.result["msg"]
+    assert not client.CoreV1Api(kube_api).list_namespaced_config_map(
+        namespace, field_selector="metadata.name=after-store").items  # the next group never started
+
+    when_it_exists(kube_api, group, namespace, "store", {"state": "warming"}, {"state": "up"})
+    run = ansible_module("release_apply", dict(args, timeout=TIMEOUT))
+    assert run.rc == 0, run.output
+    progress = run.result["progress"]
+    assert any(f"Widget/{namespace}/store ready after" in line
+               and f"rule: readiness_rules[0] ({group}/Widget) ready" in line for line in progress), progress
+    client.CoreV1Api(kube_api).read_namespaced_config_map("after-store", namespace)
+
+
 # ---------------------------------------------------------------- through the role
 
 def chart(group, annotations=None):

@@ -119,6 +119,7 @@ class ReadinessRules:
             where = f"{option}[{index}]"
             if not isinstance(entry, dict):
                 raise ConvergeError(f"{where} is a {type(entry).__name__}, not a dict with group, kind, ready, failed")
+            entry = {key: value for key, value in entry.items() if value is not None}  # module options left unset
             unknown = sorted(set(entry) - {"group", "kind", "ready", "failed"})
             if unknown:
                 raise ConvergeError(f"{where}: unknown keys {', '.join(unknown)}; use group, kind, ready, failed")

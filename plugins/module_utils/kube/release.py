@@ -45,6 +45,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.resource impor
     ResourceMapper,
     split_api_version,
 )
+from ansible_collections.berth.converge.plugins.module_utils.kube.readiness import ReadinessRules
 from ansible_collections.berth.converge.plugins.module_utils.kube.track import Waiter
 from ansible_collections.berth.converge.plugins.module_utils.plan import (
     live_fingerprint, refuse_on, release_differences)
@@ -781,6 +782,7 @@ class ApplyOptions:
     force_adoption: bool = False
     record_live: bool = False  # each resource result gets `live`, the fingerprint of the object as read
     plan: dict = None  # a saved plan (plan.py): refuse before the first write when the release differs from it
+    readiness_rules: ReadinessRules = None  # rules per group and kind for the waits (weight groups, hooks)
 
 
 @dataclass
@@ -907,7 +909,8 @@ def _dismiss(kube, release, namespace, options):
 
 def _applier(kube, release, namespace, options):
     """An Applier for the options; outside check mode it waits for werf.io/weight groups and hooks."""
-    waiter = None if options.check_mode else Waiter(kube, options.timeout, options.progress_file)
+    waiter = None if options.check_mode else Waiter(kube, options.timeout, options.progress_file,
+                                                    options.readiness_rules)
     return Applier(kube, ResourceMapper(kube), release, namespace, options.force_conflicts, options.concurrency,
                    waiter, options.force_adoption)
 
