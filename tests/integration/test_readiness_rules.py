@@ -265,6 +265,11 @@ def test_apply_waits_for_a_weight_group_by_the_rule_per_kind(localenv, namespace
     assert not client.CoreV1Api(kube_api).list_namespaced_config_map(
         namespace, field_selector="metadata.name=after-store").items  # the next group never started
 
+    client.CustomObjectsApi(kube_api).delete_namespaced_custom_object(group, "v1", namespace, "widgets", "store")
+    for _attempt in range(100):  # gone, so that the operator below patches the one release_apply creates
+        if not client.CustomObjectsApi(kube_api).list_namespaced_custom_object(group, "v1", namespace, "widgets")["items"]:
+            break
+        time.sleep(0.1)
     when_it_exists(kube_api, group, namespace, "store", {"state": "warming"}, {"state": "up"})
     run = ansible_module("release_apply", dict(args, timeout=TIMEOUT))
     assert run.rc == 0, run.output
