@@ -130,9 +130,12 @@ def leaks(found, secrets):
     return counts
 
 
-@pytest.fixture
-def sandbox(tmp_path):
+@pytest.fixture(params=[True, False], ids=["in-process", "as-module"])
+def sandbox(tmp_path, request):
+    """A sandbox whose runs execute the modules in the worker process (the default on the controller), or
+    as modules (AnsiballZ, as on another host)."""
     box = Sandbox(tmp_path / "sandbox")
+    box.in_process = request.param
     yield box
     box.close()
 
@@ -173,7 +176,8 @@ def secret_shop(tmp_path, registry, kube_api):
 
 def converge(box, name, shop, *flags, **more):
     command = [str(BIN / "ansible-playbook"), "berth.converge.converge", "-vvvv", "--diff",
-               "-e", json.dumps(shop.extra_vars(converge_progress_file=str(box.progress), **more)),
+               "-e", json.dumps(shop.extra_vars(converge_progress_file=str(box.progress),
+                                                berth_converge_in_process=box.in_process, **more)),
                "--vault-password-file", str(shop.dir / "vault-password.txt"), *flags]
     return box.run(name, command, env={"WERF_SECRET_KEY": shop.secrets["werf-key"]})
 
@@ -181,7 +185,8 @@ def converge(box, name, shop, *flags, **more):
 def module(box, name, module_name, args):
     command = [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "-vvvv", "--diff",
                "-m", f"berth.converge.{module_name}", "-a", json.dumps(args),
-               "-e", f"ansible_python_interpreter={sys.executable}"]
+               "-e", f"ansible_python_interpreter={sys.executable}",
+               "-e", json.dumps({"berth_converge_in_process": box.in_process})]
     return box.run(name, command)
 
 
@@ -213,8 +218,13 @@ def test_no_secret_reaches_output_syslog_logs_or_files(secret_shop, sandbox, kub
     assert "changed: [localhost] => (item=Secret/shop-api)" in output, output
     assert "changed: [localhost] => (item=Secret/shop-db)" in output, output
     assert "+++ after" in output and "<hidden:" in output, output
-    # pipelined: no module file with its arguments is written to ~/.ansible/tmp (-vvvv would show its PUT)
-    assert "AnsiballZ_" not in output and "EXEC /bin/sh -c '" in output, output
+    # no module file with its arguments is written to ~/.ansible/tmp (-vvvv would show its PUT): in the worker,
+    # or pipelined
+    assert "AnsiballZ_" not in output, output
+    if box.in_process:
+        assert "berth.converge: running berth.converge.release_apply in the worker process" in output, output
+    else:
+        assert "EXEC /bin/sh -c '" in output and "in the worker process" not in output, output
 
     # 2. --check --diff of a new werf secret value: a masked diff, nothing applied.
     shop.secrets["werf-new"] = _token("werfnew")
