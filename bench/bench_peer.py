@@ -5,7 +5,12 @@ In one run, on the local environment, each round converges a fresh copy of the e
 (role, then peer): the first converge (new registry repository and namespace each), a no-op converge (same
 commit), and a one-image change (a commit that changes the frontend's site). The figures are the ratios of
 medians role / peer per step (goal <= 0.5 for the no-op and the one-image change), and what each did: images
-built and pushed (from the registry's tag lists), release revisions (from Helm's history and ours).
+built and pushed (from the registry's tag lists), Deployments rolled (their generation), release revisions
+(`helm history`, which reads the role's records too).
+Then, per round, what the peer gets wrong, measured the same way for both: a by-hand change of a ConfigMap
+(drift) and a no-op converge (is it reset?), and a change whose backend crashes (CrashLoopBackOff) with the same
+timeout for both (60 s): how long until each fails, and what it leaves (the release's last status, whether
+the crashing pods stay). The role runs it with converge_auto_rollback, as werf's --auto-rollback.
 The peer runs from its own virtualenv with the `ansible` package (ansible-core 2.19, like the role's), made once
 under the cache directory.
 
@@ -40,6 +45,8 @@ PEER_ANSIBLE = "ansible==12.3.0"
 PEER_REQUIREMENTS = [PEER_ANSIBLE, "docker", "requests", "kubernetes", "PyYAML"]
 CACHE = Path(os.environ.get("BERTH_CACHE_DIR", Path.home() / ".cache" / "berth-converge"))
 STEPS = ("first converge", "no-op converge", "one-image change")
+CRASH_TIMEOUT = 60
+CRASH_VALUES = {"backendPodLabels": {"berth.test/fail": "CrashLoopBackOff"}}
 
 
 def peer_venv():
@@ -55,13 +62,33 @@ def peer_venv():
     return venv
 
 
-def timed(command, env=None):
+def timed(command, env=None, fails=False):
+    """Seconds the command took; it must succeed, or fail when ``fails``."""
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{command[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    if (done.returncode != 0) != fails:
+        raise SystemExit(f"{command[0]} {'succeeded' if fails else 'failed'}:\n{done.stdout[-3000:]}\n"
+                         f"{done.stderr[-3000:]}")
     return seconds
+
+
+def kubectl_json(*args):
+    return json.loads(run(["kubectl", *args, "-o", "json"]).stdout)
+
+
+def generation(namespace, deployment):
+    """The Deployment's generation: 1 while its pod template was never changed since it was created."""
+    return kubectl_json("-n", namespace, "get", "deployment", deployment)["metadata"]["generation"]
+
+
+def last_status(release, namespace):
+    return json.loads(run(["helm", "history", release, "-n", namespace, "-o", "json"]).stdout)[-1]["status"]
+
+
+def crashing_pods(namespace):
+    pods = kubectl_json("-n", namespace, "get", "pods", "-l", "berth.test/fail=CrashLoopBackOff")["items"]
+    return len([pod for pod in pods if not pod["metadata"].get("deletionTimestamp")])
 
 
 def tag_count(registry, repo):
@@ -120,10 +147,34 @@ def main():
                          "commit", "-qam", "frontend change"])
                 samples[("role", step)].append(timed(role))
                 samples[("peer", step)].append(timed(peer.command, env=peer.env))
-            facts.append({"role_tags": tag_count(registry, role_repo), "peer_tags": tag_count(registry, peer.repo),
-                          "peer_revisions": peer.revisions()})
+            role_namespace = f"shop-{role_env_name}"
+            fact = {"role_tags": tag_count(registry, role_repo), "peer_tags": tag_count(registry, peer.repo),
+                    "peer_revisions": peer.revisions(),
+                    "role_backend_generation": generation(role_namespace, "backend"),
+                    "peer_backend_generation": generation(peer.release, "backend")}
+            # drift: a by-hand change, then a no-op converge of each
+            drift = '{"data": {"greeting": "changed by hand"}}'
+            for namespace in (role_namespace, peer.release):
+                run(["kubectl", "-n", namespace, "patch", "configmap", "shop-config", "--type=merge", "-p", drift])
+            timed(role)
+            timed(peer.command, env=peer.env)
+            for who, namespace in (("role", role_namespace), ("peer", peer.release)):
+                greeting = kubectl_json("-n", namespace, "get", "configmap", "shop-config")["data"]["greeting"]
+                fact[f"{who}_drift_reset"] = greeting != "changed by hand"
+            # a crashing backend, the same timeout for both
+            crash = json.dumps({"converge_set": CRASH_VALUES, "converge_timeout": CRASH_TIMEOUT,
+                                "converge_auto_rollback": True})
+            fact["role_crash_seconds"] = round(timed(role + ["-e", crash], fails=True), 1)
+            peer_crash = json.dumps({"extra_values": CRASH_VALUES, "wait_timeout": f"{CRASH_TIMEOUT}s"})
+            fact["peer_crash_seconds"] = round(timed(peer.command + ["-e", peer_crash], env=peer.env, fails=True), 1)
+            fact["role_status_after_crash"] = last_status(role_namespace, role_namespace)
+            fact["peer_status_after_crash"] = last_status(peer.release, peer.release)
+            fact["role_crashing_pods"] = crashing_pods(role_namespace)
+            fact["peer_crashing_pods"] = crashing_pods(peer.release)
+            facts.append(fact)
+            print("round", round_index, fact)
             run(["helm", "uninstall", peer.release, "-n", peer.release, "--wait=false"])
-            for namespace in (peer.release, f"shop-{role_env_name}"):
+            for namespace in (peer.release, role_namespace):
                 run(["kubectl", "delete", "namespace", namespace, "--wait=false"])
 
     lines = []
@@ -147,8 +198,24 @@ with `wait: true`, from the `{PEER_ANSIBLE}` package), alternating, in one run o
 {chr(10).join(lines)}
 
 What each left after the three steps (first, no-op, one-image change), per round: images in the registry
-(tags) role {[f['role_tags'] for f in facts]}, peer {[f['peer_tags'] for f in facts]}; Helm revisions of the
-peer's release {[f['peer_revisions'] for f in facts]} (the role records 2: a no-op records none).
+(tags) role {[f['role_tags'] for f in facts]}, peer {[f['peer_tags'] for f in facts]} (the peer tags every image
+with the commit, so a one-image change builds and pushes all three again); generation of the backend Deployment,
+whose image did not change: role {[f['role_backend_generation'] for f in facts]}, peer
+{[f['peer_backend_generation'] for f in facts]} (2: the peer rolled it, restarting its pods for nothing); Helm
+revisions of the peer's release {[f['peer_revisions'] for f in facts]} (the role records 2: a no-op records none).
+
+What the peer gets wrong, per round:
+
+| | role | peer |
+|---|---|---|
+| a ConfigMap changed by hand, then a no-op converge: reset? | {[f['role_drift_reset'] for f in facts]} | {[f['peer_drift_reset'] for f in facts]} |
+| a change whose backend crashes (CrashLoopBackOff), timeout {CRASH_TIMEOUT} s: seconds until it fails \
+| {[f['role_crash_seconds'] for f in facts]} | {[f['peer_crash_seconds'] for f in facts]} |
+| then the release's last status (`helm history`) | {[f['role_status_after_crash'] for f in facts]} | {[f['peer_status_after_crash'] for f in facts]} |
+| then crashing backend pods left | {[f['role_crashing_pods'] for f in facts]} | {[f['peer_crashing_pods'] for f in facts]} |
+
+The role reports each image and resource as its own `changed`/`ok` line; the peer reports one line per image
+task and one for the whole release.
 """)
 
 

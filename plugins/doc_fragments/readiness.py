@@ -14,9 +14,9 @@ options:
       - Readiness rules per API group and kind, JMESPath expressions over the live object. They override the
         built-in rules for that kind; a resource's C(berth.converge/ready-when) and C(berth.converge/failed-when)
         annotations override them in turn.
-      - They decide every wait of the module: the release in M(berth.converge.release_track), each
-        C(werf.io/weight) group and each hook in M(berth.converge.release_apply) and
-        M(berth.converge.release_rollback).
+      - They decide every wait of the module (the release in M(berth.converge.release_track); each
+        C(werf.io/weight) group, each hook and the release before its post hooks in
+        M(berth.converge.release_apply) and M(berth.converge.release_rollback)).
     type: list
     elements: dict
     default: []

@@ -56,8 +56,8 @@ def payload(args):
 
 
 def test_a_module_failure_is_its_json_and_rc_1():
-    stdout, _stderr, rc = in_process._call_main("release_info", payload({"release": "r", "namespace": "n", "bogus": 1}),
-                                               {})
+    args = payload({"release": "r", "namespace": "n", "bogus": 1})
+    stdout, _stderr, rc = in_process._call_main("release_info", args, {})
     assert rc == 1
     result = json.loads(stdout[stdout.index("{"):])
     assert result["failed"] and "bogus" in result["msg"], result
