@@ -62,14 +62,15 @@ def peer_venv():
     return venv
 
 
-def timed(command, env=None, fails=False):
-    """Seconds the command took; it must succeed, or fail when ``fails``."""
+def timed(command, env=None, fails=None):
+    """Seconds the command took; it must succeed, or, when ``fails`` (a text), fail saying it."""
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - start
-    if (done.returncode != 0) != fails:
-        raise SystemExit(f"{command[0]} {'succeeded' if fails else 'failed'}:\n{done.stdout[-3000:]}\n"
-                         f"{done.stderr[-3000:]}")
+    output = done.stdout + done.stderr
+    if (done.returncode != 0) != bool(fails) or (fails and fails not in output):
+        raise SystemExit(f"{command[0]}: rc {done.returncode}, expected {'a failure: ' + fails if fails else 0}:"
+                         f"\n{output[-6000:]}")
     return seconds
 
 
@@ -164,9 +165,10 @@ def main():
             # a crashing backend, the same timeout for both
             crash = json.dumps({"converge_set": CRASH_VALUES, "converge_timeout": CRASH_TIMEOUT,
                                 "converge_auto_rollback": True})
-            fact["role_crash_seconds"] = round(timed(role + ["-e", crash], fails=True), 1)
+            fact["role_crash_seconds"] = round(timed(role + ["-e", crash], fails="CrashLoopBackOff"), 1)
             peer_crash = json.dumps({"extra_values": CRASH_VALUES, "wait_timeout": f"{CRASH_TIMEOUT}s"})
-            fact["peer_crash_seconds"] = round(timed(peer.command + ["-e", peer_crash], env=peer.env, fails=True), 1)
+            fact["peer_crash_seconds"] = round(timed(peer.command + ["-e", peer_crash], env=peer.env,
+                                                fails="context deadline exceeded"), 1)
             fact["role_status_after_crash"] = last_status(role_namespace, role_namespace)
             fact["peer_status_after_crash"] = last_status(peer.release, peer.release)
             fact["role_crashing_pods"] = crashing_pods(role_namespace)
