@@ -167,8 +167,8 @@ def main():
                                 "converge_auto_rollback": True})
             fact["role_crash_seconds"] = round(timed(role + ["-e", crash], fails="CrashLoopBackOff"), 1)
             peer_crash = json.dumps({"extra_values": CRASH_VALUES, "wait_timeout": f"{CRASH_TIMEOUT}s"})
-            fact["peer_crash_seconds"] = round(timed(peer.command + ["-e", peer_crash], env=peer.env,
-                                                fails="context deadline exceeded"), 1)
+            peer_seconds = timed(peer.command + ["-e", peer_crash], env=peer.env, fails="context deadline exceeded")
+            fact["peer_crash_seconds"] = round(peer_seconds, 1)
             fact["role_status_after_crash"] = last_status(role_namespace, role_namespace)
             fact["peer_status_after_crash"] = last_status(peer.release, peer.release)
             fact["role_crashing_pods"] = crashing_pods(role_namespace)
