@@ -11,7 +11,8 @@ the same arguments (``_update_module_args``), the same JSON on stdout, parsed by
 ``_parse_returned_data``, so results, ``no_log`` masking, warnings and failures do not change.
 
 Everything else (another host, ``become``, ``async``, a ``ansible_python_interpreter`` other than the
-controller's Python, or ``berth_converge_in_process: false``) runs the module the usual way.
+controller's Python, ``berth_converge_in_process: false``, or ansible-core before 2.19) runs the module the
+usual way.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ import sys
 import threading
 import traceback
 
-from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.module_utils.common.text.converters import to_bytes
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.vars.clean import remove_internal_keys
+
+try:  # ansible-core 2.19: modules serialize with a profile; older cores run the modules the usual way
+    from ansible.module_utils.common.json import Direction, get_module_encoder
+except ImportError:
+    Direction = get_module_encoder = None
 
 display = Display()
 
@@ -49,8 +54,10 @@ def _is_controller_python(interpreter):
                                       and os.path.realpath(path) == os.path.realpath(sys.executable))
 
 
-def in_process_reason(connection, become, async_val, interpreter, enabled):
+def in_process_reason(connection, become, async_val, interpreter, enabled, supported=True):
     """None when the module may run in this process; otherwise why it runs the usual way."""
+    if not supported:
+        return "ansible-core older than 2.19"
     if not enabled:
         return f"{IN_PROCESS_VAR} is false"
     if connection != "local":
@@ -89,6 +96,7 @@ class ModuleInProcessAction(ActionBase):
             async_val=self._task.async_val,
             interpreter=self._templar.template(task_vars.get("ansible_python_interpreter")),
             enabled=boolean(self._templar.template(task_vars.get(IN_PROCESS_VAR, True)), strict=False),
+            supported=get_module_encoder is not None,
         )
         if reason:
             display.vvv(f"berth.converge: running {self._task.action} as a module: {reason}")

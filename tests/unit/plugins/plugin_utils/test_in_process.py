@@ -29,6 +29,7 @@ def test_local_runs_with_the_controller_python_run_in_process():
     ({"become": True}, "become"),
     ({"async_val": 30}, "async"),
     ({"enabled": False}, "berth_converge_in_process is false"),
+    ({"supported": False}, "ansible-core older than 2.19"),
     ({"interpreter": "/usr/bin/python3.99"}, "ansible_python_interpreter /usr/bin/python3.99 is not the controller"),
 ])
 def test_everything_else_runs_as_a_module(changes, expected):
