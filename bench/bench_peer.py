@@ -83,8 +83,17 @@ def generation(namespace, deployment):
     return kubectl_json("-n", namespace, "get", "deployment", deployment)["metadata"]["generation"]
 
 
+def history(release, namespace):
+    """The release's revisions as `helm history` reads them (the role's records are Helm's)."""
+    return json.loads(run(["helm", "history", release, "-n", namespace, "-o", "json"]).stdout)
+
+
+def revisions(release, namespace):
+    return len(history(release, namespace))
+
+
 def last_status(release, namespace):
-    return json.loads(run(["helm", "history", release, "-n", namespace, "-o", "json"]).stdout)[-1]["status"]
+    return history(release, namespace)[-1]["status"]
 
 
 def crashing_pods(namespace):
@@ -117,10 +126,6 @@ class Peer:
                         "-e", f"@{self.extra_file}"]
         self.env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": "", "ANSIBLE_PYTHON_INTERPRETER": str(venv / "bin" / "python")}
 
-    def revisions(self):
-        out = run(["helm", "history", self.release, "-n", self.release, "-o", "json"]).stdout
-        return len(json.loads(out))
-
 
 def main():
     parser = argparse.ArgumentParser()
@@ -150,7 +155,8 @@ def main():
                 samples[("peer", step)].append(timed(peer.command, env=peer.env))
             role_namespace = f"shop-{role_env_name}"
             fact = {"role_tags": tag_count(registry, role_repo), "peer_tags": tag_count(registry, peer.repo),
-                    "peer_revisions": peer.revisions(),
+                    "role_revisions": revisions(role_namespace, role_namespace),
+                    "peer_revisions": revisions(peer.release, peer.release),
                     "role_backend_generation": generation(role_namespace, "backend"),
                     "peer_backend_generation": generation(peer.release, "backend")}
             # drift: a by-hand change, then a no-op converge of each
@@ -203,8 +209,9 @@ What each left after the three steps (first, no-op, one-image change), per round
 (tags) role {[f['role_tags'] for f in facts]}, peer {[f['peer_tags'] for f in facts]} (the peer tags every image
 with the commit, so a one-image change builds and pushes all three again); generation of the backend Deployment,
 whose image did not change: role {[f['role_backend_generation'] for f in facts]}, peer
-{[f['peer_backend_generation'] for f in facts]} (2: the peer rolled it, restarting its pods for nothing); Helm
-revisions of the peer's release {[f['peer_revisions'] for f in facts]} (the role records 2: a no-op records none).
+{[f['peer_backend_generation'] for f in facts]} (above 1: rolled, its pods restarted, though its image did not
+change); release revisions (`helm history`) role {[f['role_revisions'] for f in facts]}, peer
+{[f['peer_revisions'] for f in facts]}.
 
 What the peer gets wrong, per round:
 
