@@ -84,8 +84,6 @@ def preload(short_name):
 class ModuleInProcessAction(ActionBase):
     """Action plugin of a berth.converge module: runs it in the worker when it would run on the controller."""
 
-    _requires_connection = True
-
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
@@ -112,15 +110,12 @@ class ModuleInProcessAction(ActionBase):
         self._update_module_args(module_name, module_args, task_vars)
         environment = {}
         self._compute_environment_string(environment)
-        payload = json.dumps({"ANSIBLE_MODULE_ARGS": module_args}, cls=_module_encoder())
+        encoder = get_module_encoder(SERIALIZATION_PROFILE, Direction.CONTROLLER_TO_MODULE)
+        payload = json.dumps({"ANSIBLE_MODULE_ARGS": module_args}, cls=encoder)
         stdout, stderr, rc = _call_main(module_name.rsplit(".", 1)[-1], to_bytes(payload), environment)
         data = self._parse_returned_data({"rc": rc, "stdout": stdout, "stderr": stderr}, SERIALIZATION_PROFILE)
         remove_internal_keys(data)
         return data
-
-
-def _module_encoder():
-    return get_module_encoder(SERIALIZATION_PROFILE, Direction.CONTROLLER_TO_MODULE)
 
 
 class _FileDescriptorCapture:

@@ -18,6 +18,7 @@ from ansible_collections.berth.converge.plugins.module_utils.kube.client import 
 from ansible_collections.berth.converge.plugins.module_utils.kube.release import (
     ApplyOptions, ReleaseRequest, apply_release, history)
 from ansible_collections.berth.converge.plugins.module_utils.plan import PlanMismatch, build_plan
+from ansible_collections.berth.converge.plugins.module_utils.registry import MANIFEST_ACCEPT
 from gitrepo import commit
 from module_runner import run_in_process
 from test_ci_controls import tags
@@ -85,10 +86,7 @@ def test_a_check_run_saves_the_plan_and_writes_nothing_then_the_converge_applies
 def delete_image(registry, shop, image):
     """Delete the image's manifest from the registry (its only tag goes with it)."""
     url = f"http://{registry}/v2/t-{shop.env}/shop/{image}/manifests/{tags(registry, shop, image)[0]}"
-    accept = {"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
-                        "application/vnd.docker.distribution.manifest.v2+json, "
-                        "application/vnd.docker.distribution.manifest.list.v2+json"}
-    digest = requests.head(url, headers=accept, timeout=10).headers["Docker-Content-Digest"]
+    digest = requests.head(url, headers={"Accept": MANIFEST_ACCEPT}, timeout=10).headers["Docker-Content-Digest"]
     assert requests.delete(url.rsplit("/", 1)[0] + "/" + digest, timeout=10).status_code == 202
 
 

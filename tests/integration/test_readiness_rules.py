@@ -253,8 +253,7 @@ def test_module_checks_rules_and_annotations_in_check_mode(localenv, namespace, 
 
 def test_apply_waits_for_a_weight_group_by_the_rule_per_kind(localenv, namespace, group, kube_api):
     """release_apply starts the next werf.io/weight group only when the rule per kind says the Widget is ready."""
-    store = widget(group, "store", {"werf.io/weight": "-1"})
-    manifests = [dict(store, metadata={"name": "store", "annotations": {"werf.io/weight": "-1"}}),
+    manifests = [widget(group, "store", {"werf.io/weight": "-1"}),
                  {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "after-store"}, "data": {"a": "b"}}]
     args = {"manifests": manifests, "release": namespace, "namespace": namespace, "timeout": 4,
             "readiness_rules": [{"group": group, "kind": "Widget", "ready": "status.state == 'up'"}],
